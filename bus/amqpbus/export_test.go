@@ -1,0 +1,49 @@
+package amqpbus
+
+import (
+	"slices"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/bus"
+)
+
+// DeclaredQueues lists the durable queues a connection declared, for tests
+// to delete.
+func DeclaredQueues(c *bus.Conn) []string {
+	d := c.Driver().(*conn)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var qs []string
+	for q := range d.declared {
+		qs = append(qs, q)
+	}
+	slices.Sort(qs)
+	return qs
+}
+
+// WaitState waits until the connection is up (or down, when up is false),
+// woken by the driver's own state changes, and reports whether it got there
+// before timeout.
+func WaitState(c *bus.Conn, up bool, timeout time.Duration) bool {
+	d := c.Driver().(*conn)
+	deadline := time.After(timeout)
+	for {
+		d.mu.Lock()
+		now, changed := d.ac != nil && !d.ac.IsClosed(), d.changed
+		d.mu.Unlock()
+		if now == up {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			return false
+		}
+	}
+}
+
+// Disconnects counts the connection losses the driver noticed.
+func Disconnects(c *bus.Conn) int64 { return c.Driver().(*conn).disconnects.Load() }
+
+// WrapErr exposes wrapErr to the error mapping test.
+var WrapErr = wrapErr

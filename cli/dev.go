@@ -1,0 +1,293 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/switchboard-dev/switchboard/bus/natsbus"
+	"github.com/switchboard-dev/switchboard/internal/devstate"
+)
+
+// DefaultDevPort is the port `switchboard dev` listens on unless told
+// otherwise: fixed, so that services started next to it reconnect after a
+// restart, and not NATS' 4222, where another server may run. When it is
+// taken, dev picks a free port instead.
+const DefaultDevPort = 4250
+
+// DefaultWorkloadRate is how many trips per second the dev workload
+// requests.
+const DefaultWorkloadRate = 2.0
+
+// devShutdownTimeout bounds the graceful shutdown of the dev platform.
+const devShutdownTimeout = 15 * time.Second
+
+// DevOptions are the options of `switchboard dev`.
+type DevOptions struct {
+	*GlobalOptions
+	// DataDir holds the platform's data (JetStream store, state file).
+	DataDir string
+	// Port is the NATS client port; 0 picks a free one.
+	Port int
+	// portSet says --port was given, so a taken port is an error rather
+	// than a reason to pick another.
+	portSet bool
+	// Sync is "always" or a duration between fsyncs.
+	Sync string
+	// WorkloadRate is the trips per second the workload requests; 0 turns
+	// the workload off.
+	WorkloadRate float64
+	// Quiet logs only warnings and errors.
+	Quiet bool
+
+	syncAlways   bool
+	syncInterval time.Duration
+}
+
+func newDevCmd(g *GlobalOptions) *cobra.Command {
+	o := &DevOptions{GlobalOptions: g}
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the whole platform locally: bus, example services and a workload",
+		Long: `Run the whole Switchboard platform in this process, for development: an
+embedded NATS server with JetStream (its data under --data), the example
+ride-hailing services and a steady workload of trips between them.
+
+Other terminals find it with no flags: dev writes its bus URL to
+DATA/dev.json and to your user config directory, so 'switchboard services'
+or a service started with 'go run' connect to it. It listens on 127.0.0.1
+port ` + strconv.Itoa(DefaultDevPort) + ` by default (a free port if that one is taken; never
+NATS' 4222); --port 0 always picks a free one.
+
+Durability: with --sync always (the default) JetStream writes every event
+to disk (fsync) before acknowledging it, so nothing acknowledged is lost
+even if the machine crashes. --sync DURATION fsyncs on that interval
+instead: faster, and a process crash still loses nothing, but a machine
+crash can lose the last interval.
+
+Ctrl-C (or SIGTERM) shuts down gracefully: the workload stops, in-flight
+calls finish, instances leave discovery, JetStream flushes to disk and the
+state file is removed. A second Ctrl-C exits at once.
+
+With -o json, dev prints one JSON object when it is ready:
+{"bus_url": …, "data_dir": …, "pid": …, "ready_ms": …}.`,
+		Example: `  switchboard dev
+  switchboard dev --data /tmp/sb --port 0 --workload-rate 0
+  switchboard dev --sync 1s --quiet`,
+		Args: argsBetween(0, 0, "none"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.portSet = cmd.Flags().Changed("port")
+			if err := o.Complete(args); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.DataDir, "data", devstate.DefaultDataDir, "directory for the platform's data")
+	f.IntVar(&o.Port, "port", DefaultDevPort, "NATS port on 127.0.0.1 (0: a free port)")
+	f.StringVar(&o.Sync, "sync", "always", `when JetStream fsyncs: "always" (every event) or an interval such as 1s`)
+	f.Float64Var(&o.WorkloadRate, "workload-rate", DefaultWorkloadRate, "trips per second the example workload requests (0: none)")
+	f.BoolVar(&o.Quiet, "quiet", false, "log only warnings and errors")
+	return cmd
+}
+
+// Complete parses --sync and makes the data directory absolute.
+func (o *DevOptions) Complete(args []string) error {
+	if o.Sync == "always" {
+		o.syncAlways = true
+	} else if d, err := time.ParseDuration(o.Sync); err == nil {
+		o.syncInterval = d
+	} else {
+		return usageErrorf(`invalid --sync %q: want "always" or a duration such as 1s`, o.Sync)
+	}
+	if o.DataDir != "" {
+		abs, err := filepath.Abs(o.DataDir)
+		if err != nil {
+			return usageErrorf("invalid --data %q: %v", o.DataDir, err)
+		}
+		o.DataDir = abs
+	}
+	return nil
+}
+
+// Validate checks the flags.
+func (o *DevOptions) Validate() error {
+	switch {
+	case o.DataDir == "":
+		return usageErrorf("--data must name a directory")
+	case o.Port < 0 || o.Port > 65535:
+		return usageErrorf("invalid --port %d: want 0 (a free port) to 65535", o.Port)
+	case !o.syncAlways && o.syncInterval <= 0:
+		return usageErrorf(`invalid --sync %q: the interval must be positive`, o.Sync)
+	case o.WorkloadRate < 0:
+		return usageErrorf("invalid --workload-rate %g: want 0 (off) or more trips per second", o.WorkloadRate)
+	}
+	return nil
+}
+
+// DevInfo is what dev prints with -o json when it is ready.
+type DevInfo struct {
+	BusURL  string `json:"bus_url"`
+	DataDir string `json:"data_dir"`
+	PID     int    `json:"pid"`
+	ReadyMS int64  `json:"ready_ms"`
+}
+
+// Run starts the platform and blocks until ctx ends, then shuts it down.
+func (o *DevOptions) Run(ctx context.Context) (err error) {
+	start := time.Now()
+	level := slog.LevelInfo
+	if o.Quiet {
+		level = slog.LevelWarn
+	}
+	log := o.logger(level)
+
+	if st, ok := runningIn(o.DataDir); ok {
+		return &ExitError{Exit: ExitFailed, Code: "FailedPrecondition",
+			Message: fmt.Sprintf("a 'switchboard dev' (pid %d, bus %s) already runs with its data in %s", st.PID, st.BusURL, o.DataDir),
+			Hint:    "use that one, stop it first, or give this one another --data directory"}
+	}
+	port := o.Port
+	if !o.portSet && port != 0 && !portFree(port) {
+		log.Info("default port taken, picking a free one", "port", port)
+		port = 0
+	}
+	// What has started is stopped in reverse order on the way out, within
+	// one shutdown bound that starts when shutdown does.
+	var stops []func(context.Context) error
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), devShutdownTimeout)
+		defer cancel()
+		for i := len(stops) - 1; i >= 0; i-- {
+			err = errors.Join(err, stops[i](sctx))
+		}
+		if err == nil {
+			log.Info("stopped cleanly")
+		}
+	}()
+
+	srv, err := natsbus.StartServer(natsbus.ServerOptions{DataDir: o.DataDir, Port: port,
+		SyncAlways: o.syncAlways, SyncInterval: o.syncInterval, Logger: o.logger(max(level, slog.LevelWarn))})
+	if err != nil {
+		hint := "check that --data is a writable directory"
+		if o.portSet {
+			hint = "is the port taken? use --port 0 for a free one"
+		}
+		return &ExitError{Exit: ExitFailed, Code: "Unavailable", Message: "start the embedded NATS server: " + err.Error(), Hint: hint, Err: err}
+	}
+	stops = append(stops, func(context.Context) error {
+		srv.Shutdown() // JetStream flushes its store before this returns
+		return nil
+	})
+
+	conn, err := srv.Open(ctx, natsbus.Options{})
+	if err != nil {
+		return fmt.Errorf("connect to the embedded server: %w", err)
+	}
+	stops = append(stops, func(ctx context.Context) error {
+		if err := conn.Shutdown(ctx); err != nil {
+			return fmt.Errorf("close the bus connection: %w", err)
+		}
+		return nil
+	})
+
+	platform, err := startExamples(ctx, conn, o.WorkloadRate, log)
+	if err != nil {
+		return fmt.Errorf("start the example services: %w", err)
+	}
+	stops = append(stops, func(ctx context.Context) error {
+		if err := platform.Shutdown(ctx); err != nil {
+			return fmt.Errorf("shut down the example services: %w", err)
+		}
+		return nil
+	})
+
+	info := DevInfo{BusURL: srv.ClientURL(), DataDir: o.DataDir, PID: os.Getpid(), ReadyMS: time.Since(start).Milliseconds()}
+	if err := devstate.Write(o.DataDir, devstate.State{BusURL: info.BusURL, PID: info.PID, DataDir: info.DataDir, Started: start}); err != nil {
+		return fmt.Errorf("write the state file: %w", err)
+	}
+	stops = append(stops, func(context.Context) error {
+		devstate.Remove(o.DataDir, info.PID) // first: other terminals stop finding us
+		return nil
+	})
+
+	if o.JSON() {
+		if err := writeJSON(o.IO.Out, info); err != nil {
+			return err
+		}
+	} else {
+		o.banner(info, platform)
+	}
+	<-ctx.Done()
+	log.Info("shutting down: stopping the workload, draining services, flushing JetStream")
+	return nil
+}
+
+// banner tells the user where things are and what to type next.
+func (o *DevOptions) banner(info DevInfo, p *examplePlatform) {
+	w := o.IO.Out
+	fmt.Fprintf(w, "Switchboard dev platform ready in %dms\n\n", info.ReadyMS)
+	tw := newTable(w)
+	fmt.Fprintf(tw, "  bus\t%s\n", info.BusURL)
+	fmt.Fprintf(tw, "  data\t%s\n", info.DataDir)
+	fmt.Fprintf(tw, "  sync\t%s\n", o.syncDescription())
+	fmt.Fprintf(tw, "  services\t%s\n", joinOrDash(p.Names()))
+	if o.WorkloadRate > 0 {
+		fmt.Fprintf(tw, "  workload\t%g trips/s\n", o.WorkloadRate)
+	} else {
+		fmt.Fprintf(tw, "  workload\toff\n")
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nIn another terminal (no flags needed):\n\n")
+	for _, c := range p.TryCommands() {
+		fmt.Fprintf(w, "  %s\n", c)
+	}
+	fmt.Fprintf(w, "\nServices started with 'go run' next to this find it too; elsewhere set\n")
+	fmt.Fprintf(w, "SWITCHBOARD_BUS=%s. Ctrl-C to stop.\n", info.BusURL)
+}
+
+func (o *DevOptions) syncDescription() string {
+	if o.syncAlways {
+		return "always (every event fsynced before it is acknowledged)"
+	}
+	return "every " + o.syncInterval.String()
+}
+
+// runningIn returns the state of a dev platform that is running with its
+// data in dir, if there is one.
+func runningIn(dir string) (devstate.State, bool) {
+	var st devstate.State
+	b, err := os.ReadFile(filepath.Join(dir, devstate.FileName))
+	if err != nil || json.Unmarshal(b, &st) != nil || st.PID <= 0 || st.PID == os.Getpid() {
+		return st, false
+	}
+	p, err := os.FindProcess(st.PID)
+	if err != nil {
+		return st, false
+	}
+	return st, p.Signal(syscall.Signal(0)) == nil
+}
+
+// portFree reports whether port on 127.0.0.1 can be listened on.
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}

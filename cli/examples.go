@@ -1,0 +1,92 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/switchboard-dev/switchboard"
+	"github.com/switchboard-dev/switchboard/bus"
+	"github.com/switchboard-dev/switchboard/examples/ridehail"
+	"github.com/switchboard-dev/switchboard/examples/ridehail/workload"
+)
+
+// examplePlatform is what `switchboard dev` runs on its bus: the
+// ride-hailing services and, if asked for, a workload calling them.
+type examplePlatform struct {
+	services []*switchboard.Service
+	client   *switchboard.Client
+	rate     float64
+	stop     context.CancelFunc // ends the workload
+	done     chan struct{}      // closed when the workload returned
+	log      *slog.Logger
+}
+
+// startExamples starts the example services on conn and the workload at
+// rate trips per second (none if rate is 0).
+func startExamples(ctx context.Context, conn *bus.Conn, rate float64, log *slog.Logger) (*examplePlatform, error) {
+	p := &examplePlatform{rate: rate, log: log, done: make(chan struct{})}
+	for _, svc := range ridehail.Services(log) {
+		if err := svc.Start(ctx, conn); err != nil {
+			return nil, errors.Join(err, p.Shutdown(context.Background()))
+		}
+		p.services = append(p.services, svc)
+	}
+	if rate <= 0 {
+		close(p.done)
+		return p, nil
+	}
+	p.client = switchboard.NewClient(conn, switchboard.WithCaller("workload"))
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	p.stop = cancel
+	go func() {
+		defer close(p.done)
+		workload.Run(wctx, p.client, rate, log)
+	}()
+	return p, nil
+}
+
+// Names returns the names of the services running.
+func (p *examplePlatform) Names() []string {
+	names := make([]string, len(p.services))
+	for i, s := range p.services {
+		names[i] = s.Name()
+	}
+	return names
+}
+
+// TryCommands are the commands the dev banner suggests.
+func (p *examplePlatform) TryCommands() []string {
+	cmds := []string{
+		"switchboard services",
+		"switchboard describe trips",
+	}
+	if p.rate > 0 { // robot drivers are on the map, so a trip finds one
+		cmds = append(cmds, `switchboard call trips request_trip '{"customerId":"ada","pickup":{"lat":52.37,"lng":4.89},"dropoff":{"lat":52.36,"lng":4.92}}'`)
+	} else {
+		cmds = append(cmds, `switchboard call pricing quote '{"pickup":{"lat":52.37,"lng":4.89},"dropoff":{"lat":52.36,"lng":4.92}}'`)
+	}
+	return append(cmds, "switchboard watch 'trip.>'")
+}
+
+// Shutdown stops the workload, then the services in reverse start order:
+// each stops taking work, finishes what is in flight and leaves discovery.
+func (p *examplePlatform) Shutdown(ctx context.Context) error {
+	if p.stop != nil {
+		p.stop()
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return fmt.Errorf("the workload did not stop: %w", ctx.Err())
+	}
+	var errs []error
+	if p.client != nil {
+		errs = append(errs, p.client.Close())
+	}
+	for i := len(p.services) - 1; i >= 0; i-- {
+		errs = append(errs, p.services[i].Shutdown(ctx))
+	}
+	return errors.Join(errs...)
+}

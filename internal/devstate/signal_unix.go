@@ -1,0 +1,7 @@
+//go:build unix
+
+package devstate
+
+import "syscall"
+
+var syscall0 = syscall.Signal(0)

@@ -1,0 +1,70 @@
+package resilience
+
+import "github.com/switchboard-dev/switchboard"
+
+// Protections is a set of protections for a service or a client: the
+// pointers are shared by the middlewares built from them, so Breaker.States
+// and Shed.Stats show what those middlewares decided.
+type Protections struct {
+	// Client side, outermost first: Retry, ClientRateLimits, Breaker.
+	Retry            *Retry
+	ClientRateLimits []*RateLimit
+	Breaker          *Breaker
+	// Server side, outermost first: ServerRateLimits, Shed.
+	ServerRateLimits []*RateLimit
+	Shed             *Shed
+}
+
+// Defaults returns the protections every service should have: retries of
+// Unavailable with a 10% budget, a circuit breaker per target, and adaptive
+// load shedding; no rate limits (they depend on what a downstream can take).
+// Change the fields before calling Client, Server or ServiceOptions.
+func Defaults() *Protections {
+	return &Protections{Retry: &Retry{Budget: &Budget{}}, Breaker: &Breaker{}, Shed: &Shed{}}
+}
+
+// Client returns the client middleware, outermost first: Retry, then the
+// client rate limits, then Breaker. Retry sits outside so each attempt goes
+// through the limits and the breaker, and a refusal by either (never sent)
+// can be retried after its Retry-After; the rate limits sit outside Breaker
+// so it only sees calls that were sent.
+func (p *Protections) Client() []switchboard.ClientMiddleware {
+	var mw []switchboard.ClientMiddleware
+	if p.Retry != nil {
+		mw = append(mw, p.Retry.Middleware())
+	}
+	for _, l := range p.ClientRateLimits {
+		mw = append(mw, l.Client())
+	}
+	if p.Breaker != nil {
+		mw = append(mw, p.Breaker.Middleware())
+	}
+	return mw
+}
+
+// Server returns the server middleware, outermost first: the rate limits,
+// then Shed, so calls over a rate limit do not take a concurrency slot.
+func (p *Protections) Server() []switchboard.Middleware {
+	var mw []switchboard.Middleware
+	for _, l := range p.ServerRateLimits {
+		mw = append(mw, l.Server())
+	}
+	if p.Shed != nil {
+		mw = append(mw, p.Shed.Middleware())
+	}
+	return mw
+}
+
+// ServiceOptions installs the protections on a service: Server on its
+// endpoints and Client on the calls it makes.
+func (p *Protections) ServiceOptions() []switchboard.ServiceOption {
+	return []switchboard.ServiceOption{
+		switchboard.WithMiddleware(p.Server()...),
+		switchboard.WithClientOptions(switchboard.WithClientMiddleware(p.Client()...)),
+	}
+}
+
+// ClientOptions installs the client protections on a switchboard.Client.
+func (p *Protections) ClientOptions() []switchboard.ClientOption {
+	return []switchboard.ClientOption{switchboard.WithClientMiddleware(p.Client()...)}
+}
