@@ -142,9 +142,17 @@ type durableSub struct {
 	loopDone chan struct{}
 	subDone  chan struct{} // closed when nats.go stopped delivering
 	closed   sync.Once
-	stopping atomic.Bool // set first in Stop: later messages go back at once
+	stopping atomic.Bool // set first in Stop: later messages are kept to give back
 	gate     gate
 	once     sync.Once
+
+	// Messages that arrive while stopping are given back (Nak) only after
+	// the inbox is unsubscribed: a Nak sent while the server still holds
+	// this member's pull request would be redelivered to it at once, and
+	// one in flight when the unsubscribe lands would wait out AckWait.
+	backMu   sync.Mutex
+	back     []string // ack subjects to Nak once unsubscribed
+	backDone bool     // given back already: Nak at once
 }
 
 func signal(ch chan struct{}) {
@@ -276,7 +284,31 @@ func (s *durableSub) receive(m *nats.Msg) {
 	s.mu.Unlock()
 	if s.stopping.Load() || !s.gate.run(func() { s.fn(s.newDelivery(m)) }) {
 		s.release()
-		_ = s.c.nc.Publish(m.Reply, ackNak) // give it back to the group at once
+		s.giveBack(m.Reply)
+	}
+}
+
+// giveBack returns a message that was not handed over to the group: later,
+// when Stop has unsubscribed, or at once if it has.
+func (s *durableSub) giveBack(reply string) {
+	s.backMu.Lock()
+	if !s.backDone {
+		s.back = append(s.back, reply)
+		s.backMu.Unlock()
+		return
+	}
+	s.backMu.Unlock()
+	_ = s.c.nc.Publish(reply, ackNak)
+}
+
+// flushBack gives back every message kept while stopping.
+func (s *durableSub) flushBack() {
+	s.backMu.Lock()
+	back := s.back
+	s.back, s.backDone = nil, true
+	s.backMu.Unlock()
+	for _, reply := range back {
+		_ = s.c.nc.Publish(reply, ackNak)
 	}
 }
 
@@ -311,8 +343,8 @@ func (s *durableSub) release() {
 }
 
 // Stop ends the subscription: the pull request is dropped, messages already
-// received but not handed over are given back to the group at once (Nak),
-// and no callback runs after Stop returns.
+// received but not handed over are given back to the group (Nak) once the
+// server knows this member is gone, and no callback runs after Stop returns.
 func (s *durableSub) Stop(ctx context.Context) error {
 	s.once.Do(func() {
 		s.stopping.Store(true)
@@ -321,7 +353,7 @@ func (s *durableSub) Stop(ctx context.Context) error {
 		s.c.nc.RemoveStatusListener(s.status)
 		hadRequest := s.liveRequest() != 0
 		// Draining unsubscribes, so the server sends no more, and hands
-		// what already arrived to receive, which naks it.
+		// what already arrived to receive, which keeps it to give back.
 		if !s.c.nc.IsConnected() {
 			// Nothing more can arrive, and draining would wait for a flush.
 			_ = s.sub.Unsubscribe()
@@ -343,6 +375,9 @@ func (s *durableSub) Stop(ctx context.Context) error {
 			_, _ = s.c.js.Consumer(ictx, s.c.opts.Stream, s.name)
 			cancel()
 		}
+		// Sent after the unsubscribe on the same connection, so the server
+		// no longer counts this member's pull request when it redelivers.
+		s.flushBack()
 		s.gate.close()
 		s.c.untrack(s)
 	})
