@@ -311,6 +311,12 @@ func (g stopGuard) Stop(ctx context.Context) error {
 func (c *Conn) handle(ctx context.Context, topic, group string, h Handler, opts SubscribeOptions, d driver.Delivery) {
 	m := fromDriver(d.Message())
 	attempt := d.Attempt()
+	if skipReplay(m.Header, group) { // another group's replayed dead letter
+		actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = d.Ack(actx)
+		return
+	}
 	err := safeCall(ctx, h, &Delivery{Message: m, Attempt: attempt, Group: group})
 	actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

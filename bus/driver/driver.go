@@ -35,6 +35,9 @@ var (
 	// ErrInvalid means the driver refused an argument (a subject it cannot
 	// express, an unknown URL parameter, ...).
 	ErrInvalid = errors.New("invalid argument")
+	// ErrNotFound means a named thing the call needs does not exist on the
+	// broker: a consumer group, a dead-letter place, a dead letter.
+	ErrNotFound = errors.New("not found")
 )
 
 // Message is the unit a driver moves: a subject (RPC subject or durable
@@ -127,4 +130,67 @@ type Conn interface {
 	// Close releases the connection. Subscriptions end; pending calls fail
 	// with ErrClosed.
 	Close() error
+}
+
+// DeadLetterPlace is where the dead letters of one consumer group on one
+// topic are kept, with how many it holds.
+type DeadLetterPlace struct {
+	Group string
+	Topic string
+	Count int
+}
+
+// DeadLetter is one stored dead letter. Message is as package bus published
+// it to the dead-letter topic: the original headers plus the Sb-Dead-*
+// headers, Subject the dead-letter topic.
+type DeadLetter struct {
+	// ID names the dead letter within its place and stays the same across
+	// browses for as long as it is kept (a stream sequence, a digest).
+	ID      string
+	Message *Message
+}
+
+// DeadLetterFeatures says which dead-letter operations a driver supports.
+// What is false, Why explains to the user, with what to do instead.
+type DeadLetterFeatures struct {
+	// ListPlaces: DeadLetterPlaces can enumerate places unnamed.
+	ListPlaces bool
+	// Browse: BrowseDeadLetters reads a place without consuming it.
+	Browse bool
+	// Delete: DeleteDeadLetters removes single dead letters.
+	Delete bool
+	// Replay: PublishToGroup delivers to a single group.
+	Replay bool
+	// Why says what the missing operations need, e.g. "RabbitMQ does not
+	// list queues over AMQP 0.9.1: name the group and topic".
+	Why string
+}
+
+// DeadLetters is implemented, optionally, by a Conn whose broker lets dead
+// letters be inspected and managed in place. Package bus builds filtering,
+// replay order, replay headers and remove-only-after-confirmed-replay on
+// these primitives; a driver only reads, deletes and publishes. Methods are
+// safe for concurrent use, block until the broker answered, and never retry.
+type DeadLetters interface {
+	// DeadLetterFeatures reports what the other methods can do.
+	DeadLetterFeatures() DeadLetterFeatures
+	// DeadLetterPlaces lists the places that hold dead letters.
+	DeadLetterPlaces(ctx context.Context) ([]DeadLetterPlace, error)
+	// BrowseDeadLetters calls fn with each dead letter of group on topic,
+	// oldest first where the broker keeps an order, without removing any
+	// and without counting a delivery against it; fn returning false stops
+	// the browse. A place that does not exist (no such group on the topic
+	// and nothing stored) is ErrNotFound.
+	BrowseDeadLetters(ctx context.Context, group, topic string, fn func(DeadLetter) bool) error
+	// DeleteDeadLetters removes the dead letters of group on topic whose
+	// IDs are listed and returns the IDs it removed; IDs it did not find
+	// are not an error. A failure part way leaves the rest in place.
+	DeleteDeadLetters(ctx context.Context, group, topic string, ids []string) ([]string, error)
+	// PublishToGroup stores msg durably on topic msg.Subject for group and
+	// returns only after the broker confirmed it. When the broker can, only
+	// group receives it; otherwise every group on the topic does and package
+	// bus makes the others skip it (the Sb-Replay-Group header). It fails
+	// with ErrNotFound, storing nothing, when group does not consume the
+	// topic.
+	PublishToGroup(ctx context.Context, group string, msg *Message) error
 }
