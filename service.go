@@ -48,6 +48,7 @@ type Service struct {
 	inflight  sync.WaitGroup
 	draining  atomic.Bool
 	handler   Handler // endpoint dispatch wrapped in middleware
+	faults    faultSet
 }
 
 const (
@@ -65,6 +66,7 @@ type serviceConfig struct {
 	clientOpts  []ClientOption
 	logger      *slog.Logger
 	drain       time.Duration
+	noFaults    bool
 }
 
 // ServiceOption configures a Service.
@@ -222,6 +224,9 @@ func (s *Service) Start(ctx context.Context, conn *bus.Conn) error {
 		serve(own, "", s.serveRequest),
 		serve(wire.SubjectPing, "", s.answerPing),
 	)
+	if err == nil && !s.cfg.noFaults {
+		err = serve(wire.FaultSubject(s.id), "", s.serveFault)
+	}
 	if err == nil {
 		err = s.serveNATSMicro(ctx, serve)
 	}
@@ -283,6 +288,9 @@ func (s *Service) Info() wire.InstanceInfo {
 	for _, c := range s.consumers {
 		info.Subscribes = append(info.Subscribes, c.info)
 	}
+	if f := s.faults.state(); len(f) > 0 {
+		info.Faults = f
+	}
 	return info
 }
 
@@ -324,7 +332,13 @@ func (s *Service) serveRequest(ctx context.Context, m *bus.Message) *bus.Message
 		wire.EncodeError(reply.Header, s.unknownEndpoint(name))
 		return reply
 	}
-	rsp, err := s.dispatch(ctx, e, env, m)
+	fault := s.faults.endpoint(name)
+	rsp, err := s.dispatch(ctx, e, env, m, fault)
+	if fault.dropped() {
+		e.requests.Add(1)
+		e.nanos.Add(int64(time.Since(start)))
+		return nil // injected: the caller hears nothing and waits for its deadline
+	}
 	if err == nil {
 		body, merr := wire.Marshal(rsp, ct)
 		if merr != nil {
@@ -347,7 +361,7 @@ func (s *Service) serveRequest(ctx context.Context, m *bus.Message) *bus.Message
 	return reply
 }
 
-func (s *Service) dispatch(ctx context.Context, e *endpoint, env wire.Envelope, m *bus.Message) (rsp any, err error) {
+func (s *Service) dispatch(ctx context.Context, e *endpoint, env wire.Envelope, m *bus.Message, fault *activeFault) (rsp any, err error) {
 	if s.draining.Load() {
 		return nil, bus.Errorf(bus.Unavailable, "switchboard: %s is shutting down", s.name).
 			WithDetail("unprocessed", s.name+"."+e.info.Name)
@@ -369,6 +383,11 @@ func (s *Service) dispatch(ctx context.Context, e *endpoint, env wire.Envelope, 
 	req := e.newReq()
 	if err := wire.Unmarshal(m.Body, env.ContentType, req); err != nil {
 		return nil, fmt.Errorf("switchboard: %s.%s: request: %w", s.name, e.info.Name, err)
+	}
+	if fault != nil {
+		if err := s.injectCall(ctx, fault, e.info.Name); err != nil {
+			return nil, err
+		}
 	}
 	call := &Call{Service: s.name, Endpoint: e.info.Name, Envelope: env, Header: m.Header, Request: req}
 	defer func() {
@@ -410,6 +429,7 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	}
 	close(s.stop)
 	s.loops.Wait()
+	s.faults.stopTimers()
 	// Leave discovery first so callers stop choosing this instance.
 	s.announce(ctx, wire.SubjectLeave)
 	var errs []error

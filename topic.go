@@ -183,6 +183,9 @@ func (t TopicDef[E]) Subscribe(svc *Service, group string, fn func(ctx context.C
 			if tp := d.Header.Get(wire.HeaderTraceParent); tp != "" {
 				ctx = context.WithValue(ctx, callKey{}, &Call{Envelope: wire.Envelope{TraceParent: tp}})
 			}
+			if err := svc.injectEvent(ctx, t.name); err != nil {
+				return err
+			}
 			return handle(ctx, &EventCall{Topic: t.name, Info: info, Event: ev})
 		},
 	}

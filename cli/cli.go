@@ -183,6 +183,7 @@ writes to ./.switchboard/dev.json and to your user config directory).
 		newWatchCmd,
 		newDevCmd,
 		newBenchCmd,
+		newFaultCmd,
 	} {
 		root.AddCommand(add(g))
 	}

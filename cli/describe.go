@@ -85,6 +85,8 @@ type InstanceSummary struct {
 	UptimeSeconds float64                       `json:"uptime_seconds"`
 	Metadata      map[string]string             `json:"metadata,omitempty"`
 	Stats         map[string]wire.EndpointStats `json:"stats,omitempty"`
+	// Faults are the faults injected into the instance ('switchboard fault').
+	Faults []wire.ActiveFault `json:"faults,omitempty"`
 }
 
 // Run describes the service.
@@ -145,7 +147,7 @@ func describe(s switchboard.ServiceSummary, now time.Time) Description {
 	for _, in := range s.Instances {
 		d.Instances = append(d.Instances, InstanceSummary{ID: in.ID, Version: in.Version, Host: in.Host, PID: in.PID,
 			Started: in.Started, UptimeSeconds: max(now.Sub(in.Started), 0).Round(time.Millisecond).Seconds(),
-			Metadata: in.Metadata, Stats: in.Stats})
+			Metadata: in.Metadata, Stats: in.Stats, Faults: in.Faults})
 	}
 	return d
 }
@@ -251,7 +253,21 @@ func (d *Description) writeText(w io.Writer) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%d\t%d\n", in.ID, in.Version, in.Host, in.PID,
 			humanDuration(time.Duration(in.UptimeSeconds*float64(time.Second))), reqs, errs)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var faults []wire.FaultState
+	for _, in := range d.Instances {
+		if len(in.Faults) > 0 {
+			faults = append(faults, wire.FaultState{Service: d.Name, Instance: in.ID, Faults: in.Faults})
+		}
+	}
+	if len(faults) == 0 {
+		return nil
+	}
+	// Loud on purpose: a fault left on is an outage someone forgot.
+	fmt.Fprintf(w, "\nFAULTS INJECTED (clear with 'switchboard fault clear %s'):\n", d.Name)
+	return writeFaults(w, faults, time.Now())
 }
 
 // writeSchema prints one JSON Schema indented under its label.

@@ -92,6 +92,8 @@ type (
 )
 
 var (
+	chaosPing    = switchboard.Endpoint[*helloRequest, *helloReply]("chaos", "ping")
+	chaosTick    = switchboard.Topic[*greeted]("chaos.tick")
 	hello        = switchboard.Endpoint[*helloRequest, *helloReply]("greeter", "hello")
 	fail         = switchboard.Endpoint[*helloRequest, *helloReply]("greeter", "fail")
 	greetingSent = switchboard.Topic[*greeted]("greeting.sent")
@@ -125,6 +127,19 @@ func startGreeters(t *testing.T, url string) {
 	t.Cleanup(func() { conn.Close() })
 	for _, v := range []string{"1.2.0", "2.0.0"} {
 		svc := newGreeter(v)
+		if err := svc.Start(ctx, conn); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { svc.Shutdown(context.Background()) })
+	}
+	// chaos is for fault.txtar alone: faults injected into it cannot
+	// disturb the scripts that call greeter at the same time.
+	for range 2 {
+		svc := switchboard.NewService("chaos", "1.0.0", switchboard.WithLogger(slog.New(slog.DiscardHandler)))
+		chaosPing.Handle(svc, func(ctx context.Context, req *helloRequest) (*helloReply, error) {
+			return &helloReply{Greeting: "pong"}, nil
+		})
+		chaosTick.Subscribe(svc, "chaos", func(ctx context.Context, ev *greeted) error { return nil })
 		if err := svc.Start(ctx, conn); err != nil {
 			t.Fatal(err)
 		}

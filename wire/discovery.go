@@ -34,6 +34,9 @@ type InstanceInfo struct {
 	Subscribes  []TopicInfo    `json:"subscribes,omitempty"`
 	// Stats are counters since start, per endpoint name.
 	Stats map[string]EndpointStats `json:"stats,omitempty"`
+	// Faults are the faults injected into this instance right now (see
+	// FaultSubject). Empty in normal operation.
+	Faults []ActiveFault `json:"faults,omitempty"`
 }
 
 // EndpointInfo describes one endpoint with the JSON Schemas of its bodies.
