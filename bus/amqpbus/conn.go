@@ -52,7 +52,7 @@ type conn struct {
 
 	blocked     atomic.Bool   // the broker blocks publishers (a resource alarm)
 	disconnects atomic.Int64  // connection losses, for tests
-	changed     chan struct{} // closed and replaced on every loss and recovery, for tests
+	changed     chan struct{} // closed and replaced on every loss and recovery (of the connection or a consumer), for tests
 	stop        chan struct{}
 	wg          sync.WaitGroup // the watcher and every channel's goroutine
 }

@@ -30,8 +30,9 @@ type consumer struct {
 	deliver func(ch *amqp.Channel, d *amqp.Delivery)
 
 	mu          sync.Mutex
-	ch          *amqp.Channel // the current channel
-	tag         string        // the current consumer tag
+	ac          *amqp.Connection // the connection of the current channel
+	ch          *amqp.Channel    // the current channel
+	tag         string           // the current consumer tag
 	stopCtx     context.Context
 	outstanding int           // deliveries handed over, not yet settled
 	idle        chan struct{} // closed when outstanding drops to 0, if waited on
@@ -101,7 +102,7 @@ func (s *consumer) start(ac *amqp.Connection) (<-chan amqp.Delivery, error) {
 		return fail(err)
 	}
 	s.mu.Lock()
-	s.ch, s.tag = ch, tag
+	s.ac, s.ch, s.tag = ac, ch, tag
 	s.mu.Unlock()
 	return ds, nil
 }
@@ -148,6 +149,9 @@ func (s *consumer) run(ds <-chan amqp.Delivery) {
 			}
 			var err error
 			if ds, err = s.start(ac); err == nil {
+				s.c.mu.Lock()
+				s.c.notifyChanged()
+				s.c.mu.Unlock()
 				break
 			}
 			level := slog.LevelDebug // usually the connection went again

@@ -42,6 +42,39 @@ func WaitState(c *bus.Conn, up bool, timeout time.Duration) bool {
 	}
 }
 
+// WaitConsumers waits until the connection is up and every subscription
+// of it consumes again on it (after a reconnection the driver restores them
+// one by one), and reports whether that happened before timeout.
+func WaitConsumers(c *bus.Conn, timeout time.Duration) bool {
+	d := c.Driver().(*conn)
+	deadline := time.After(timeout)
+	for {
+		d.mu.Lock()
+		ac, changed := d.ac, d.changed
+		cons := make([]*consumer, 0, len(d.consumers))
+		for s := range d.consumers {
+			cons = append(cons, s)
+		}
+		d.mu.Unlock()
+		all := ac != nil && !ac.IsClosed()
+		for _, s := range cons {
+			s.mu.Lock()
+			if s.ac != ac || s.ch == nil || s.ch.IsClosed() {
+				all = false
+			}
+			s.mu.Unlock()
+		}
+		if all {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			return false
+		}
+	}
+}
+
 // Disconnects counts the connection losses the driver noticed.
 func Disconnects(c *bus.Conn) int64 { return c.Driver().(*conn).disconnects.Load() }
 
