@@ -2,6 +2,7 @@ package switchboard
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,6 +68,12 @@ type serviceConfig struct {
 	logger      *slog.Logger
 	drain       time.Duration
 	noFaults    bool
+	status      []statusReporter
+}
+
+type statusReporter struct {
+	name string
+	fn   func() any
 }
 
 // ServiceOption configures a Service.
@@ -108,6 +115,15 @@ func WithClientOptions(opts ...ClientOption) ServiceOption {
 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) ServiceOption { return func(c *serviceConfig) { c.logger = l } }
+
+// WithStatus adds a named part to what the instance reports about itself in
+// discovery (wire.InstanceInfo.Status): fn's result, encoded as JSON, on
+// every announcement. `switchboard describe` shows it; package resilience
+// uses it for breaker states, shedding limits and the retry budget. fn is
+// called on every heartbeat and must be fast and safe for concurrent use.
+func WithStatus(name string, fn func() any) ServiceOption {
+	return func(c *serviceConfig) { c.status = append(c.status, statusReporter{name, fn}) }
+}
 
 // WithDrainTimeout bounds how long Shutdown waits for in-flight work when its
 // context has no deadline (default 10s).
@@ -265,6 +281,7 @@ func (s *Service) heartbeatLoop() {
 
 // Info describes this instance as discovery announces it.
 func (s *Service) Info() wire.InstanceInfo {
+	status := s.status() // outside s.mu: reporters are the user's code
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	info := wire.InstanceInfo{
@@ -291,7 +308,34 @@ func (s *Service) Info() wire.InstanceInfo {
 	if f := s.faults.state(); len(f) > 0 {
 		info.Faults = f
 	}
+	info.Status = status
 	return info
+}
+
+// status runs the status reporters. One that fails or panics reports its
+// error instead of breaking the announcement.
+func (s *Service) status() map[string]json.RawMessage {
+	if len(s.cfg.status) == 0 {
+		return nil
+	}
+	out := make(map[string]json.RawMessage, len(s.cfg.status))
+	for _, r := range s.cfg.status {
+		out[r.name] = reportStatus(r.fn)
+	}
+	return out
+}
+
+func reportStatus(fn func() any) (b json.RawMessage) {
+	defer func() {
+		if r := recover(); r != nil {
+			b, _ = json.Marshal(map[string]string{"error": fmt.Sprint("status reporter panicked: ", r)})
+		}
+	}()
+	b, err := json.Marshal(fn())
+	if err != nil {
+		b, _ = json.Marshal(map[string]string{"error": err.Error()})
+	}
+	return b
 }
 
 func (s *Service) announce(ctx context.Context, subject string) {

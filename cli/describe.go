@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchboard-dev/switchboard"
+	"github.com/switchboard-dev/switchboard/resilience"
 	"github.com/switchboard-dev/switchboard/wire"
 )
 
@@ -87,6 +89,9 @@ type InstanceSummary struct {
 	Stats         map[string]wire.EndpointStats `json:"stats,omitempty"`
 	// Faults are the faults injected into the instance ('switchboard fault').
 	Faults []wire.ActiveFault `json:"faults,omitempty"`
+	// Status is what the instance reports about itself beyond the above,
+	// by name, e.g. "resilience" (breakers, shedding, retry budget).
+	Status map[string]json.RawMessage `json:"status,omitempty"`
 }
 
 // Run describes the service.
@@ -147,7 +152,7 @@ func describe(s switchboard.ServiceSummary, now time.Time) Description {
 	for _, in := range s.Instances {
 		d.Instances = append(d.Instances, InstanceSummary{ID: in.ID, Version: in.Version, Host: in.Host, PID: in.PID,
 			Started: in.Started, UptimeSeconds: max(now.Sub(in.Started), 0).Round(time.Millisecond).Seconds(),
-			Metadata: in.Metadata, Stats: in.Stats, Faults: in.Faults})
+			Metadata: in.Metadata, Stats: in.Stats, Faults: in.Faults, Status: in.Status})
 	}
 	return d
 }
@@ -256,6 +261,9 @@ func (d *Description) writeText(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	for _, in := range d.Instances {
+		writeProtections(w, in)
+	}
 	var faults []wire.FaultState
 	for _, in := range d.Instances {
 		if len(in.Faults) > 0 {
@@ -286,3 +294,51 @@ func writeSchema(w io.Writer, label, typ string, schema json.RawMessage) {
 }
 
 var schemaKeyword = regexp.MustCompile(`^\{\s*"\$schema"\s*:\s*"[^"]*"\s*,`)
+
+// writeProtections prints what an instance's resilience protections are
+// doing, if it reports them.
+func writeProtections(w io.Writer, in InstanceSummary) {
+	raw, ok := in.Status[resilience.StatusName]
+	if !ok {
+		return
+	}
+	var st resilience.Status
+	if err := json.Unmarshal(raw, &st); err != nil {
+		fmt.Fprintf(w, "\nProtections of %s: unreadable (%v)\n", in.ID, err)
+		return
+	}
+	fmt.Fprintf(w, "\nProtections of %s:\n", in.ID)
+	for _, b := range st.Breakers {
+		target := b.Service
+		if b.Endpoint != "" {
+			target += "." + b.Endpoint
+		}
+		if b.Instance != "" {
+			target += " @" + b.Instance
+		}
+		fmt.Fprintf(w, "  breaker %s: %s for %s", target, b.State, humanDuration(max(time.Since(b.Since), 0)))
+		if b.State == resilience.StateOpen {
+			fmt.Fprintf(w, ", probing in %s", humanDuration(b.RetryIn))
+		}
+		if b.LastFailure != "" && b.State != resilience.StateClosed {
+			fmt.Fprintf(w, " (last failure: %s)", b.LastFailure)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, s := range st.Shed {
+		fmt.Fprintf(w, "  shedding %s: limit %d, in flight %d, admitted %d, rejected %d\n", s.Endpoint, s.Limit, s.InFlight, s.Admitted, s.Rejected)
+	}
+	if b := st.RetryBudget; b != nil {
+		fmt.Fprintf(w, "  retry budget: %d retries for %d calls (ratio %g, %.1f available)\n", b.Retries, b.Calls, b.Ratio, b.Available)
+	}
+	for _, l := range st.RateLimits {
+		fmt.Fprintf(w, "  rate limit (%s): %g/s", l.Side, l.Limit.Rate)
+		if len(l.Overrides) > 0 {
+			keys := slices.Sorted(maps.Keys(l.Overrides))
+			for _, k := range keys {
+				fmt.Fprintf(w, ", %s %g/s", k, l.Overrides[k].Rate)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+}

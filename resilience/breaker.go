@@ -105,17 +105,20 @@ type Transition struct {
 // BreakerStatus is a snapshot of one target's breaker, for describe and
 // metrics.
 type BreakerStatus struct {
-	Service, Endpoint, Instance string
-	State                       State
+	Service  string `json:"service"`
+	Endpoint string `json:"endpoint,omitempty"`
+	Instance string `json:"instance,omitempty"`
+	State    State  `json:"state"`
 	// Since is when the breaker entered State.
-	Since time.Time
+	Since time.Time `json:"since"`
 	// Successes and Failures counted in the current window (closed) or
 	// among the probes (half-open).
-	Successes, Failures int
+	Successes int `json:"successes"`
+	Failures  int `json:"failures"`
 	// LastFailure is the last error that counted as a failure.
-	LastFailure string
+	LastFailure string `json:"last_failure,omitempty"`
 	// RetryIn is how long until an open breaker lets a probe through.
-	RetryIn time.Duration
+	RetryIn time.Duration `json:"retry_in_ns,omitempty"`
 }
 
 type circuitKey struct{ service, endpoint, instance string }

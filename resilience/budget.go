@@ -41,11 +41,12 @@ type budgetSlot struct {
 // BudgetStats is a snapshot of a Budget over its window.
 type BudgetStats struct {
 	// Calls and Retries counted in the window.
-	Calls, Retries int64
+	Calls   int64 `json:"calls"`
+	Retries int64 `json:"retries"`
 	// Available is how many retries the budget would allow now.
-	Available float64
+	Available float64 `json:"available"`
 	// Ratio is the budget's ratio in effect.
-	Ratio float64
+	Ratio float64 `json:"ratio"`
 }
 
 func (b *Budget) setup() {

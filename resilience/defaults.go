@@ -1,6 +1,11 @@
 package resilience
 
-import "github.com/switchboard-dev/switchboard"
+import (
+	"cmp"
+	"slices"
+
+	"github.com/switchboard-dev/switchboard"
+)
 
 // Protections is a set of protections for a service or a client: the
 // pointers are shared by the middlewares built from them, so Breaker.States
@@ -56,15 +61,66 @@ func (p *Protections) Server() []switchboard.Middleware {
 }
 
 // ServiceOptions installs the protections on a service: Server on its
-// endpoints and Client on the calls it makes.
+// endpoints, Client on the calls it makes, and Status in what the instance
+// reports to discovery (under StatusName), so `switchboard describe` shows
+// breaker states, shedding limits and the retry budget.
 func (p *Protections) ServiceOptions() []switchboard.ServiceOption {
 	return []switchboard.ServiceOption{
 		switchboard.WithMiddleware(p.Server()...),
 		switchboard.WithClientOptions(switchboard.WithClientMiddleware(p.Client()...)),
+		switchboard.WithStatus(StatusName, func() any { return p.Status() }),
 	}
 }
 
 // ClientOptions installs the client protections on a switchboard.Client.
 func (p *Protections) ClientOptions() []switchboard.ClientOption {
 	return []switchboard.ClientOption{switchboard.WithClientMiddleware(p.Client()...)}
+}
+
+// StatusName is the name under which ServiceOptions reports Status in
+// discovery (wire.InstanceInfo.Status), for `switchboard describe`.
+const StatusName = "resilience"
+
+// Status is a snapshot of what the protections are doing: the state of
+// every breaker, each endpoint's shedding limit, the retry budget and the
+// rate limits in force.
+type Status struct {
+	Breakers    []BreakerStatus   `json:"breakers,omitempty"`
+	Shed        []ShedStatus      `json:"shed,omitempty"`
+	RetryBudget *BudgetStats      `json:"retry_budget,omitempty"`
+	RateLimits  []RateLimitStatus `json:"rate_limits,omitempty"`
+}
+
+// RateLimitStatus describes one rate limit: which side it guards, its
+// default limit and its overrides by key.
+type RateLimitStatus struct {
+	Side      string           `json:"side"` // "server" or "client"
+	Limit     Limit            `json:"limit"`
+	Overrides map[string]Limit `json:"overrides,omitempty"`
+}
+
+// Status returns a snapshot of the protections' state. It is safe to call
+// while calls go through them.
+func (p *Protections) Status() Status {
+	var st Status
+	if p.Breaker != nil {
+		st.Breakers = p.Breaker.States()
+		slices.SortFunc(st.Breakers, func(a, b BreakerStatus) int {
+			return cmp.Or(cmp.Compare(a.Service, b.Service), cmp.Compare(a.Endpoint, b.Endpoint), cmp.Compare(a.Instance, b.Instance))
+		})
+	}
+	if p.Shed != nil {
+		st.Shed = p.Shed.Stats()
+	}
+	if p.Retry != nil && p.Retry.Budget != nil {
+		b := p.Retry.Budget.Stats()
+		st.RetryBudget = &b
+	}
+	for _, l := range p.ServerRateLimits {
+		st.RateLimits = append(st.RateLimits, RateLimitStatus{Side: "server", Limit: l.Limit, Overrides: l.Overrides})
+	}
+	for _, l := range p.ClientRateLimits {
+		st.RateLimits = append(st.RateLimits, RateLimitStatus{Side: "client", Limit: l.Limit, Overrides: l.Overrides})
+	}
+	return st
 }

@@ -19,10 +19,10 @@ import (
 // to Burst calls.
 type Limit struct {
 	// Rate is the sustained rate in calls per second. Zero means no limit.
-	Rate float64
+	Rate float64 `json:"rate"`
 	// Burst is the bucket's size (default: a tenth of a second's worth,
 	// at least 1).
-	Burst int
+	Burst int `json:"burst,omitempty"`
 }
 
 func (l Limit) burst() int {

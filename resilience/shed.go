@@ -87,17 +87,21 @@ type Shed struct {
 // ShedStatus is a snapshot of one endpoint's concurrency limit, for
 // describe and metrics.
 type ShedStatus struct {
-	Service, Endpoint string
+	Service  string `json:"service"`
+	Endpoint string `json:"endpoint"`
 	// Limit is the current concurrency limit; InFlight the calls running.
-	Limit, InFlight int
+	Limit    int `json:"limit"`
+	InFlight int `json:"in_flight"`
 	// MinRTT is the latency without queueing as last learned; Latency the
 	// median latency over the last interval.
-	MinRTT, Latency time.Duration
+	MinRTT  time.Duration `json:"min_rtt_ns"`
+	Latency time.Duration `json:"latency_ns"`
 	// Measuring says minRTT is being measured (the limit is pinned to
 	// MinLimit meanwhile).
-	Measuring bool
+	Measuring bool `json:"measuring,omitempty"`
 	// Admitted and Rejected count calls since start.
-	Admitted, Rejected int64
+	Admitted int64 `json:"admitted"`
+	Rejected int64 `json:"rejected"`
 }
 
 func (s *Shed) setup() {

@@ -37,6 +37,10 @@ type InstanceInfo struct {
 	// Faults are the faults injected into this instance right now (see
 	// FaultSubject). Empty in normal operation.
 	Faults []ActiveFault `json:"faults,omitempty"`
+	// Status holds named parts of the instance's state that the service
+	// reports (switchboard.WithStatus), e.g. "resilience": breaker states,
+	// load-shedding limits and the retry budget.
+	Status map[string]json.RawMessage `json:"status,omitempty"`
 }
 
 // EndpointInfo describes one endpoint with the JSON Schemas of its bodies.
