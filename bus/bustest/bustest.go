@@ -110,6 +110,12 @@ var suite = []struct {
 	{"Concurrent publishers lose nothing", testConcurrentPublishers},
 	{"Tail sees live durable messages on a pattern without touching groups", testTail},
 
+	// Dead letters in place.
+	{"Dead letters can be browsed, filtered and shown without consuming them", testDeadLetterBrowse},
+	{"Replay re-publishes dead letters to their group alone and then removes them", testDeadLetterReplay},
+	{"Purge deletes the selected dead letters only, and unknown IDs change nothing", testDeadLetterPurge},
+	{"A dead-letter operation the driver lacks fails with Unimplemented and says why", testDeadLetterUnsupported},
+
 	// Limits, validation and lifecycle.
 	{"A message over MaxMessageSize is rejected with InvalidArgument and never delivered", testTooLarge},
 	{"A large message under the limit round-trips intact", testLargeMessage},
