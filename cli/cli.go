@@ -40,7 +40,8 @@ const (
 	// given and no `switchboard dev` is running on this machine.
 	ExitUnavailable = 3
 	// ExitNotFound means a named service is not running (services,
-	// describe).
+	// describe), or a named dead-letter place or dead letter does not
+	// exist (dlq).
 	ExitNotFound = 4
 )
 
@@ -54,7 +55,8 @@ const exitCodesHelp = `Exit codes:
      invalid bus URL (unknown scheme)
   3  bus unreachable (or lost during the command), or no bus given and
      no 'switchboard dev' running
-  4  not found: the named service is not running
+  4  not found: the named service is not running, or the named
+     dead-letter group, topic or ID does not exist
 
 Errors go to stderr as "switchboard: <what was wrong>" followed by
 "hint: <what to try>". With -o json, stderr instead holds one JSON object:
@@ -181,6 +183,7 @@ writes to ./.switchboard/dev.json and to your user config directory).
 		newCallCmd,
 		newPublishCmd,
 		newWatchCmd,
+		newDLQCmd,
 		newDevCmd,
 		newBenchCmd,
 		newFaultCmd,
