@@ -155,10 +155,37 @@ func NewService(name, version string, opts ...ServiceOption) *Service {
 		endpoints: map[string]*endpoint{},
 		logger:    cfg.logger.With("service", name, "instance", id),
 	}
+	s.chainHandlers()
+	return s
+}
+
+func (s *Service) chainHandlers() {
 	s.handler = chain(func(ctx context.Context, call *Call) (any, error) {
 		return s.endpoints[call.Endpoint].handler(ctx, call)
-	}, cfg.middleware)
-	return s
+	}, s.cfg.middleware)
+}
+
+// Apply adds options to a service that is not started yet, as if they had
+// been given to NewService after the others: middleware added here wraps
+// every endpoint and consumer, including those registered before. It is
+// how a runner such as package app installs platform defaults (metrics,
+// tracing, protections) on services built elsewhere. After Start it
+// returns FailedPrecondition and changes nothing.
+func (s *Service) Apply(opts ...ServiceOption) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != stateNew {
+		return bus.Errorf(bus.FailedPrecondition, "switchboard: service %q: options applied after Start", s.name)
+	}
+	for _, o := range opts {
+		o(&s.cfg)
+	}
+	if s.cfg.logger == nil {
+		s.cfg.logger = slog.Default()
+	}
+	s.logger = s.cfg.logger.With("service", s.name, "instance", s.id)
+	s.chainHandlers()
+	return nil
 }
 
 // Name returns the service name.

@@ -146,6 +146,7 @@ type consumer struct {
 	topic string
 	group string
 	h     bus.Handler
+	chain func([]ConsumerMiddleware) // builds h's middleware chain
 }
 
 // Subscribe registers fn to consume the topic on svc as consumer group
@@ -161,14 +162,17 @@ func (t TopicDef[E]) Subscribe(svc *Service, group string, fn func(ctx context.C
 	for _, opt := range opts {
 		opt(&o)
 	}
-	handle := chainConsumer(func(ctx context.Context, ec *EventCall) error {
-		return fn(ctx, ec.Event.(E))
-	}, svc.cfg.consumerMW)
+	var handle EventHandler // the consumer middleware chain, built at Start
 	c := &consumer{
 		info:  wire.TopicInfo{Topic: t.name, Group: group, Type: wire.TypeName(*new(E)), Schema: wire.Schema(t.newEv())},
 		opts:  o,
 		topic: t.name,
 		group: group,
+		chain: func(mw []ConsumerMiddleware) {
+			handle = chainConsumer(func(ctx context.Context, ec *EventCall) error {
+				return fn(ctx, ec.Event.(E))
+			}, mw)
+		},
 		h: func(ctx context.Context, d *bus.Delivery) error {
 			meta, err := wire.DecodeEvent(d.Header)
 			if err != nil {
@@ -206,6 +210,7 @@ func (t TopicDef[E]) Declare(svc *Service) {
 }
 
 func (c *consumer) start(ctx context.Context, s *Service) error {
+	c.chain(s.cfg.consumerMW)
 	sub, err := s.conn.Subscribe(ctx, c.topic, c.group, c.h, c.opts)
 	if err != nil {
 		return err
