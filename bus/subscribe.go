@@ -204,6 +204,52 @@ type SubscribeOptions struct {
 	// NoDeadLetter drops, instead of dead-lettering, a message that
 	// exhausted its attempts. Off by default: nothing is lost silently.
 	NoDeadLetter bool
+	// Observe, if set, is told how each delivery was settled, after the
+	// ack, nak or dead-lettering: for metrics and health. It runs on the
+	// handler's goroutine, so it must be fast and safe for concurrent use.
+	Observe func(Settled)
+}
+
+// Outcome says how package bus settled one durable delivery.
+type Outcome int
+
+// The outcomes of a delivery.
+const (
+	// Acked: the handler succeeded and the message was acknowledged.
+	Acked Outcome = iota
+	// Retried: the handler failed and redelivery was asked for.
+	Retried
+	// DeadLettered: the handler failed its last attempt and the message
+	// was stored on its dead-letter topic.
+	DeadLettered
+	// Dropped: the handler failed its last attempt and NoDeadLetter was set.
+	Dropped
+	// Skipped: a replayed dead letter addressed to another group,
+	// acknowledged without calling the handler.
+	Skipped
+)
+
+var outcomeNames = [...]string{"acked", "retried", "dead_lettered", "dropped", "skipped"}
+
+// String returns the outcome as used in metric labels: "acked", "retried",
+// "dead_lettered", "dropped" or "skipped".
+func (o Outcome) String() string {
+	if o >= 0 && int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return "unknown"
+}
+
+// Settled describes one settled delivery, for SubscribeOptions.Observe.
+type Settled struct {
+	Topic, Group string
+	// Attempt is the 1-based delivery count: more than 1 is a redelivery.
+	Attempt int
+	Outcome Outcome
+	// Err is the handler's error (nil when Acked or Skipped).
+	Err error
+	// Duration is how long the handler ran.
+	Duration time.Duration
 }
 
 // ExponentialBackoff returns a backoff doubling from base up to max, with up
@@ -315,21 +361,27 @@ func (c *Conn) handle(ctx context.Context, topic, group string, h Handler, opts 
 		actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = d.Ack(actx)
+		opts.observe(Settled{Topic: topic, Group: group, Attempt: attempt, Outcome: Skipped})
 		return
 	}
+	start := time.Now()
 	err := safeCall(ctx, h, &Delivery{Message: m, Attempt: attempt, Group: group})
+	took := time.Since(start)
 	actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err == nil {
 		_ = d.Ack(actx) // a lost ack means a redelivery, never a loss
+		opts.observe(Settled{Topic: topic, Group: group, Attempt: attempt, Outcome: Acked, Duration: took})
 		return
 	}
+	retried := Settled{Topic: topic, Group: group, Attempt: attempt, Outcome: Retried, Err: err, Duration: took}
 	if attempt < opts.MaxAttempts {
 		delay := opts.Backoff(attempt)
 		if ra, ok := RetryAfter(err); ok {
 			delay = ra
 		}
 		_ = d.Nak(actx, delay)
+		opts.observe(retried)
 		return
 	}
 	if !opts.NoDeadLetter {
@@ -347,10 +399,22 @@ func (c *Conn) handle(ctx context.Context, topic, group string, h Handler, opts 
 		if perr := c.Publish(actx, dead); perr != nil {
 			// Not stored as a dead letter: keep the original alive instead.
 			_ = d.Nak(actx, opts.Backoff(attempt))
+			opts.observe(retried)
 			return
 		}
 	}
 	_ = d.Ack(actx)
+	retried.Outcome = DeadLettered
+	if opts.NoDeadLetter {
+		retried.Outcome = Dropped
+	}
+	opts.observe(retried)
+}
+
+func (o *SubscribeOptions) observe(s Settled) {
+	if o.Observe != nil {
+		o.Observe(s)
+	}
 }
 
 // safeCall runs h, turning a panic into an Internal error.
