@@ -7,14 +7,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/switchboard-dev/switchboard/bus"
 	"github.com/switchboard-dev/switchboard/bus/natsbus"
 	"github.com/switchboard-dev/switchboard/internal/devstate"
 )
@@ -42,6 +45,9 @@ type DevOptions struct {
 	// portSet says --port was given, so a taken port is an error rather
 	// than a reason to pick another.
 	portSet bool
+	// embeddedFlags lists the flags of the embedded server that were given
+	// (--data, --port, --sync): refused with --bus.
+	embeddedFlags []string
 	// Sync is "always" or a duration between fsyncs.
 	Sync string
 	// WorkloadRate is the trips per second the workload requests; 0 turns
@@ -79,14 +85,26 @@ Ctrl-C (or SIGTERM) shuts down gracefully: the workload stops, in-flight
 calls finish, instances leave discovery, JetStream flushes to disk and the
 state file is removed. A second Ctrl-C exits at once.
 
+With --bus URL (e.g. amqp://guest:guest@127.0.0.1:5672/ or
+nats://10.0.0.5:4222) dev starts no server: the example services and the
+workload run on that broker, which keeps the data, so --data, --port and
+--sync do not apply and no state file is written: point other terminals at
+the same bus with --bus or $SWITCHBOARD_BUS.
+
 With -o json, dev prints one JSON object when it is ready:
 {"bus_url": …, "data_dir": …, "pid": …, "ready_ms": …}.`,
 		Example: `  switchboard dev
   switchboard dev --data /tmp/sb --port 0 --workload-rate 0
-  switchboard dev --sync 1s --quiet`,
+  switchboard dev --sync 1s --quiet
+  switchboard dev --bus amqp://guest:guest@127.0.0.1:5672/`,
 		Args: argsBetween(0, 0, "none"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.portSet = cmd.Flags().Changed("port")
+			for _, f := range []string{"data", "port", "sync"} {
+				if cmd.Flags().Changed(f) {
+					o.embeddedFlags = append(o.embeddedFlags, "--"+f)
+				}
+			}
 			if err := o.Complete(args); err != nil {
 				return err
 			}
@@ -127,6 +145,8 @@ func (o *DevOptions) Complete(args []string) error {
 // Validate checks the flags.
 func (o *DevOptions) Validate() error {
 	switch {
+	case o.BusURL != "" && len(o.embeddedFlags) > 0:
+		return usageErrorf("%s configure the embedded NATS server, which dev does not start with --bus", strings.Join(o.embeddedFlags, ", "))
 	case o.DataDir == "":
 		return usageErrorf("--data must name a directory")
 	case o.Port < 0 || o.Port > 65535:
@@ -155,16 +175,12 @@ func (o *DevOptions) Run(ctx context.Context) (err error) {
 		level = slog.LevelWarn
 	}
 	log := o.logger(level)
+	embedded := o.BusURL == ""
 
-	if st, ok := runningIn(o.DataDir); ok {
+	if st, ok := runningIn(o.DataDir); ok && embedded {
 		return &ExitError{Exit: ExitFailed, Code: "FailedPrecondition",
 			Message: fmt.Sprintf("a 'switchboard dev' (pid %d, bus %s) already runs with its data in %s", st.PID, st.BusURL, o.DataDir),
 			Hint:    "use that one, stop it first, or give this one another --data directory"}
-	}
-	port := o.Port
-	if !o.portSet && port != 0 && !portFree(port) {
-		log.Info("default port taken, picking a free one", "port", port)
-		port = 0
 	}
 	// What has started is stopped in reverse order on the way out, within
 	// one shutdown bound that starts when shutdown does.
@@ -180,23 +196,38 @@ func (o *DevOptions) Run(ctx context.Context) (err error) {
 		}
 	}()
 
-	srv, err := natsbus.StartServer(natsbus.ServerOptions{DataDir: o.DataDir, Port: port,
-		SyncAlways: o.syncAlways, SyncInterval: o.syncInterval, Logger: o.logger(max(level, slog.LevelWarn))})
-	if err != nil {
-		hint := "check that --data is a writable directory"
-		if o.portSet {
-			hint = "is the port taken? use --port 0 for a free one"
+	var conn *bus.Conn
+	info := DevInfo{PID: os.Getpid()}
+	if embedded {
+		port := o.Port
+		if !o.portSet && port != 0 && !portFree(port) {
+			log.Info("default port taken, picking a free one", "port", port)
+			port = 0
 		}
-		return &ExitError{Exit: ExitFailed, Code: "Unavailable", Message: "start the embedded NATS server: " + err.Error(), Hint: hint, Err: err}
-	}
-	stops = append(stops, func(context.Context) error {
-		srv.Shutdown() // JetStream flushes its store before this returns
-		return nil
-	})
-
-	conn, err := srv.Open(ctx, natsbus.Options{})
-	if err != nil {
-		return fmt.Errorf("connect to the embedded server: %w", err)
+		srv, err := natsbus.StartServer(natsbus.ServerOptions{DataDir: o.DataDir, Port: port,
+			SyncAlways: o.syncAlways, SyncInterval: o.syncInterval, Logger: o.logger(max(level, slog.LevelWarn))})
+		if err != nil {
+			hint := "check that --data is a writable directory"
+			if o.portSet {
+				hint = "is the port taken? use --port 0 for a free one"
+			}
+			return &ExitError{Exit: ExitFailed, Code: "Unavailable", Message: "start the embedded NATS server: " + err.Error(), Hint: hint, Err: err}
+		}
+		stops = append(stops, func(context.Context) error {
+			srv.Shutdown() // JetStream flushes its store before this returns
+			return nil
+		})
+		if conn, err = srv.Open(ctx, natsbus.Options{}); err != nil {
+			return fmt.Errorf("connect to the embedded server: %w", err)
+		}
+		info.BusURL, info.DataDir = srv.ClientURL(), o.DataDir
+	} else {
+		// An external broker: it keeps the data; dev only runs the
+		// services and the workload on it.
+		if conn, err = o.connect(ctx); err != nil {
+			return err
+		}
+		info.BusURL = redactURL(o.BusURL)
 	}
 	stops = append(stops, func(ctx context.Context) error {
 		if err := conn.Shutdown(ctx); err != nil {
@@ -216,14 +247,16 @@ func (o *DevOptions) Run(ctx context.Context) (err error) {
 		return nil
 	})
 
-	info := DevInfo{BusURL: srv.ClientURL(), DataDir: o.DataDir, PID: os.Getpid(), ReadyMS: time.Since(start).Milliseconds()}
-	if err := devstate.Write(o.DataDir, devstate.State{BusURL: info.BusURL, PID: info.PID, DataDir: info.DataDir, Started: start}); err != nil {
-		return fmt.Errorf("write the state file: %w", err)
+	info.ReadyMS = time.Since(start).Milliseconds()
+	if embedded {
+		if err := devstate.Write(o.DataDir, devstate.State{BusURL: info.BusURL, PID: info.PID, DataDir: info.DataDir, Started: start}); err != nil {
+			return fmt.Errorf("write the state file: %w", err)
+		}
+		stops = append(stops, func(context.Context) error {
+			devstate.Remove(o.DataDir, info.PID) // first: other terminals stop finding us
+			return nil
+		})
 	}
-	stops = append(stops, func(context.Context) error {
-		devstate.Remove(o.DataDir, info.PID) // first: other terminals stop finding us
-		return nil
-	})
 
 	if o.JSON() {
 		if err := writeJSON(o.IO.Out, info); err != nil {
@@ -233,8 +266,21 @@ func (o *DevOptions) Run(ctx context.Context) (err error) {
 		o.banner(info, platform)
 	}
 	<-ctx.Done()
-	log.Info("shutting down: stopping the workload, draining services, flushing JetStream")
+	if embedded {
+		log.Info("shutting down: stopping the workload, draining services, flushing JetStream")
+	} else {
+		log.Info("shutting down: stopping the workload, draining services, closing the bus connection")
+	}
 	return nil
+}
+
+// redactURL hides the password of a bus URL, for what dev prints.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }
 
 // banner tells the user where things are and what to type next.
@@ -243,8 +289,12 @@ func (o *DevOptions) banner(info DevInfo, p *examplePlatform) {
 	fmt.Fprintf(w, "Switchboard dev platform ready in %dms\n\n", info.ReadyMS)
 	tw := newTable(w)
 	fmt.Fprintf(tw, "  bus\t%s\n", info.BusURL)
-	fmt.Fprintf(tw, "  data\t%s\n", info.DataDir)
-	fmt.Fprintf(tw, "  sync\t%s\n", o.syncDescription())
+	if info.DataDir != "" {
+		fmt.Fprintf(tw, "  data\t%s\n", info.DataDir)
+		fmt.Fprintf(tw, "  sync\t%s\n", o.syncDescription())
+	} else {
+		fmt.Fprintf(tw, "  data\tkept by the broker\n")
+	}
 	fmt.Fprintf(tw, "  services\t%s\n", joinOrDash(p.Names()))
 	if o.WorkloadRate > 0 {
 		fmt.Fprintf(tw, "  workload\t%g trips/s\n", o.WorkloadRate)
@@ -252,9 +302,17 @@ func (o *DevOptions) banner(info DevInfo, p *examplePlatform) {
 		fmt.Fprintf(tw, "  workload\toff\n")
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nIn another terminal (no flags needed):\n\n")
+	if info.DataDir == "" {
+		fmt.Fprintf(w, "\nIn another terminal, with SWITCHBOARD_BUS set to the same URL (or --bus URL):\n\n")
+	} else {
+		fmt.Fprintf(w, "\nIn another terminal (no flags needed):\n\n")
+	}
 	for _, c := range p.TryCommands() {
 		fmt.Fprintf(w, "  %s\n", c)
+	}
+	if info.DataDir == "" {
+		fmt.Fprintf(w, "\nServices started with 'go run' join it with the same SWITCHBOARD_BUS. Ctrl-C to stop.\n")
+		return
 	}
 	fmt.Fprintf(w, "\nServices started with 'go run' next to this find it too; elsewhere set\n")
 	fmt.Fprintf(w, "SWITCHBOARD_BUS=%s. Ctrl-C to stop.\n", info.BusURL)
