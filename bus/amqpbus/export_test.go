@@ -75,6 +75,18 @@ func WaitConsumers(c *bus.Conn, timeout time.Duration) bool {
 	}
 }
 
+// Host returns the host:port the connection is connected to, or "" while
+// disconnected.
+func Host(c *bus.Conn) string {
+	d := c.Driver().(*conn)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ac == nil || d.ac.IsClosed() {
+		return ""
+	}
+	return d.ac.RemoteAddr().String()
+}
+
 // Disconnects counts the connection losses the driver noticed.
 func Disconnects(c *bus.Conn) int64 { return c.Driver().(*conn).disconnects.Load() }
 

@@ -474,7 +474,44 @@ func TestBrokerRestartLosesNoConfirmedMessage(t *testing.T) {
 			runRestarts(t, node, qt, []*outage{{crash: false}, {crash: true}})
 		})
 	}
+	t.Run("a connection fails over to the next host of its URL", func(t *testing.T) {
+		failOver(t, node)
+	})
 	t.Logf("the whole test took %v", time.Since(begin).Round(time.Millisecond))
+}
+
+// failOver starts a second node and opens a server and a client with the
+// URL amqp://…@A,B/: connected to A, they move to B when A stops, and
+// calls work again there. (Two separate nodes, not a cluster: what matters
+// is the driver trying the hosts in turn.) It leaves A stopped.
+func failOver(t *testing.T, a *rabbitNode) {
+	begin := time.Now()
+	b := newRabbitNode(t)
+	url := fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d,127.0.0.1:%d/?name=failover-test&prefix=sbfailover", a.port, b.port)
+	server, client := open(t, url), open(t, url)
+	if _, err := server.Serve(ctxWait(t), "failover.echo", "echo", func(_ context.Context, req *bus.Message) *bus.Message { return req }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Request(ctxWait(t), &bus.Message{Subject: "failover.echo", Body: []byte("on A")}); err != nil {
+		t.Fatalf("Request on the first host: %v", err)
+	}
+	stopAt := time.Now()
+	a.stop(false)
+	for _, c := range []*bus.Conn{server, client} {
+		if !amqpbus.WaitConsumers(c, nodeWait) {
+			t.Fatalf("a client did not reconnect to the second host within %v", nodeWait)
+		}
+	}
+	t.Logf("server and client were on the second host %v after the first stopped", time.Since(stopAt).Round(time.Millisecond))
+	if _, err := client.Request(ctxWait(t), &bus.Message{Subject: "failover.echo", Body: []byte("on B")}); err != nil {
+		t.Errorf("Request after failing over: %v", err)
+	}
+	for _, c := range []*bus.Conn{server, client} {
+		if host := amqpbus.Host(c); host != fmt.Sprintf("127.0.0.1:%d", b.port) {
+			t.Errorf("connected to %s after the first host stopped, want the second, 127.0.0.1:%d", host, b.port)
+		}
+	}
+	t.Logf("failover took %v in all, starting the second node included", time.Since(begin).Round(time.Millisecond))
 }
 
 func runRestarts(t *testing.T, node *rabbitNode, queueType string, outages []*outage) {
