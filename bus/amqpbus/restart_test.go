@@ -59,6 +59,9 @@ type rabbitNode struct {
 // (/usr/lib/rabbitmq/bin/rabbitmq-server).
 func rabbitmqServer() (string, error) {
 	if p := os.Getenv("SWITCHBOARD_TEST_RABBITMQ_SERVER"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("SWITCHBOARD_TEST_RABBITMQ_SERVER: %w", err)
+		}
 		return p, nil
 	}
 	candidates := []string{"/usr/lib/rabbitmq/bin/rabbitmq-server"}
