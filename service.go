@@ -125,6 +125,14 @@ func WithStatus(name string, fn func() any) ServiceOption {
 	return func(c *serviceConfig) { c.status = append(c.status, statusReporter{name, fn}) }
 }
 
+// Reports reports whether the service has a status reporter named name
+// (WithStatus): for example whether protections are installed already.
+func (s *Service) Reports(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.ContainsFunc(s.cfg.status, func(r statusReporter) bool { return r.name == name })
+}
+
 // WithDrainTimeout bounds how long Shutdown waits for in-flight work when its
 // context has no deadline (default 10s).
 func WithDrainTimeout(d time.Duration) ServiceOption { return func(c *serviceConfig) { c.drain = d } }

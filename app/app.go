@@ -70,6 +70,9 @@ func Run(svcs ...*switchboard.Service) error {
 // RunContext is Run with a context whose end stops the services, and an
 // explicit bus URL ("" resolves it as BusURL does).
 func RunContext(ctx context.Context, busURL string, svcs ...*switchboard.Service) error {
+	if err := Prepare(svcs...); err != nil {
+		return err
+	}
 	octx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	conn, err := Connect(octx, busURL)
 	cancel()

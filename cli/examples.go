@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/switchboard-dev/switchboard"
+	"github.com/switchboard-dev/switchboard/app"
 	"github.com/switchboard-dev/switchboard/bus"
 	"github.com/switchboard-dev/switchboard/examples/ridehail"
 	"github.com/switchboard-dev/switchboard/examples/ridehail/workload"
@@ -27,7 +28,11 @@ type examplePlatform struct {
 // rate trips per second (none if rate is 0).
 func startExamples(ctx context.Context, conn *bus.Conn, rate float64, log *slog.Logger) (*examplePlatform, error) {
 	p := &examplePlatform{rate: rate, log: log, done: make(chan struct{})}
-	for _, svc := range ridehail.Services(log) {
+	svcs := ridehail.Services(log)
+	if err := app.Prepare(svcs...); err != nil {
+		return nil, err
+	}
+	for _, svc := range svcs {
 		if err := svc.Start(ctx, conn); err != nil {
 			return nil, errors.Join(err, p.Shutdown(context.Background()))
 		}
