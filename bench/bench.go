@@ -1,8 +1,8 @@
-// Package bench measures Switchboard against the raw NATS client doing the
-// same work, in the same run and on the same server, and reports the ratio
-// against the performance budget: Switchboard's own work (envelope, headers,
-// codec dispatch, middleware) must keep it within 10% of raw nats.go, in
-// latency and in throughput.
+// Package bench measures Switchboard against the raw client of the same
+// broker doing the same work, in the same run and on the same server, and
+// reports the ratio against the performance budget: Switchboard's own work
+// (envelope, headers, codec dispatch, middleware, the driver) must keep it
+// within 10% of raw nats.go or raw amqp091-go, in latency and in throughput.
 //
 // RPC compares a typed endpoint (switchboard.Endpoint Handle/Call with JSON
 // structs of about 150 bytes) against a nats.go queue subscriber that
@@ -20,6 +20,14 @@
 // messages, time until all are consumed and acknowledged) and publish
 // latency.
 //
+// With an amqp:// (or amqps://) Config.BusURL both run on that RabbitMQ
+// node over TCP instead, through the amqpbus driver, against amqp091-go:
+// for RPC a responder consuming a queue without acks and callers using
+// direct reply-to (amq.rabbitmq.reply-to) and correlation ids, doing the
+// same JSON work; for events persistent publishes with publisher confirms
+// into a quorum queue consumed with manual acks after the handler and the
+// same prefetch. The in-process cases do not apply and the report says so.
+//
 // Both also report allocations per operation and the bytes of headers each
 // side puts on the wire. The embedded server is started by the benchmark in
 // a temporary directory unless Config.BusURL names an external one. The
@@ -27,8 +35,8 @@
 // a warm-up, and the report gives medians, so that machine noise affects
 // both alike.
 //
-// The package sits above the SDK and the NATS driver; `switchboard bench`
-// (package cli) is a thin front end to it.
+// The package sits above the SDK and the NATS and AMQP drivers;
+// `switchboard bench` (package cli) is a thin front end to it.
 package bench
 
 import (
@@ -73,9 +81,11 @@ func (c Connection) Describe() string {
 // Config tunes a run. The zero value is a complete run on an embedded server
 // with sync=always.
 type Config struct {
-	// BusURL, if set, is a nats:// URL of an external server with JetStream
-	// that both sides use (over TCP). Empty: the benchmark starts an
-	// embedded server with its data in a temporary directory.
+	// BusURL, if set, is the external server both sides use, over TCP: a
+	// nats:// URL of a server with JetStream, or an amqp:// (amqps://) URL
+	// of one RabbitMQ node with no driver parameters (see CheckBusURL).
+	// Empty: the benchmark starts an embedded NATS server with its data in
+	// a temporary directory.
 	BusURL string
 	// Sync is the embedded server's JetStream sync policy: "always" (fsync
 	// before acknowledging every write, what `switchboard dev` uses; the

@@ -246,6 +246,12 @@ func BenchmarkRPCParallel(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(p.close)
+	compareParallel(b, p.callRaw, p.callSwitchboard)
+}
+
+// compareParallel is compare with 32 concurrent callers.
+func compareParallel(b *testing.B, raw, sb callFunc) {
+	ctx := context.Background()
 	var rawNs float64
 	run := func(call callFunc) func(*testing.B) float64 {
 		return func(b *testing.B) float64 {
@@ -269,9 +275,9 @@ func BenchmarkRPCParallel(b *testing.B) {
 			return float64(time.Since(start).Nanoseconds()) / float64(max(b.N, 1))
 		}
 	}
-	b.Run("raw", func(b *testing.B) { rawNs = run(p.callRaw)(b) })
+	b.Run("raw", func(b *testing.B) { rawNs = run(raw)(b) })
 	b.Run("switchboard", func(b *testing.B) {
-		if ns := run(p.callSwitchboard)(b); rawNs > 0 {
+		if ns := run(sb)(b); rawNs > 0 {
 			b.ReportMetric(ns/rawNs, "x-raw")
 		}
 	})

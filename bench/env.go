@@ -45,10 +45,10 @@ func newEnv(ctx context.Context, cfg *Config) (*env, error) {
 	_, _ = rand.Read(b)
 	e := &env{cfg: cfg, id: hex.EncodeToString(b)}
 	if cfg.BusURL != "" {
-		u, err := url.Parse(cfg.BusURL)
-		if err != nil || u.Scheme != "nats" || u.Host == "" {
-			return nil, fmt.Errorf("bench: bus URL %q: want nats://host[:port] of a server with JetStream", cfg.BusURL)
+		if err := CheckBusURL(cfg.BusURL); err != nil {
+			return nil, err
 		}
+		u, _ := url.Parse(cfg.BusURL)
 		e.url, e.shown = cfg.BusURL, "external server "+u.Redacted()
 		e.syncPolicy = "unknown (external server: its own setting)"
 	} else {
@@ -142,9 +142,7 @@ func (e *env) close() {
 }
 
 func (e *env) report(kind string) Report {
-	return Report{Kind: kind, Machine: machine(), Server: e.shown, ServerVersion: e.version,
-		ClientVersion: nats.Version, SyncPolicy: e.syncPolicy, Rounds: e.cfg.Rounds,
-		Budget: Budget{MaxP50Ratio: MaxP50Ratio, MinThroughputRatio: MinThroughputRatio}, Started: time.Now()}
+	return newReport(kind, e.cfg, brokerNATS, e.shown, e.version, rawClientNATS, nats.Version, e.syncPolicy)
 }
 
 // quiet is the logger of the benchmark's services.

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -12,8 +11,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-dev/switchboard"
-	"github.com/switchboard-dev/switchboard/bus"
 	"github.com/switchboard-dev/switchboard/bus/natsbus"
 )
 
@@ -37,10 +34,16 @@ const (
 // Events measures durable events: Switchboard's Topic.Publish and
 // consumer-group Subscribe against JetStream publish-with-PubAck and a
 // durable pull consumer with explicit acks, on the same server, with
-// identical stream and consumer configurations and the same sync policy.
+// identical stream and consumer configurations and the same sync policy;
+// or, with an amqp:// Config.BusURL, against amqp091-go publishing with
+// publisher confirms to a quorum queue consumed with manual acks after the
+// handler and the same prefetch.
 func Events(ctx context.Context, cfg Config) (Report, error) {
 	if err := cfg.defaults(); err != nil {
 		return Report{}, err
+	}
+	if isAMQP(cfg.BusURL) {
+		return eventsAMQP(ctx, &cfg)
 	}
 	start := time.Now()
 	e, err := newEnv(ctx, &cfg)
@@ -64,7 +67,11 @@ func Events(ctx context.Context, cfg Config) (Report, error) {
 		"allocs are whole-process heap allocations per event: publisher, consumer and, when embedded, the server",
 	}
 	rep.Notes = append(rep.Notes, fmt.Sprintf("connection: %s (%s) for every publisher and consumer of both sides", conn, conn.Describe()))
-	cases, err := p.run(ctx, e.syncPolicy)
+	sbW, rawW, err := p.wireSizes(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("bench: measure headers: %w", err)
+	}
+	cases, err := eventsCases(ctx, &cfg, conn, e.syncPolicy, sbW, rawW, p.sides)
 	rep.Cases = cases
 	if err != nil {
 		return rep, err
@@ -113,11 +120,8 @@ type eventsPair struct {
 	e    *env
 	conn Connection
 
-	topic  switchboard.TopicDef[*TripRequested]
-	client *switchboard.Client
-	svc    *switchboard.Service
+	sbEvents
 	sbCons jetstream.Consumer // for polling its state
-	sbN    *counter
 
 	rawJS      jetstream.JetStream
 	rawSubject string
@@ -135,7 +139,7 @@ type eventsPair struct {
 }
 
 func newEventsPair(ctx context.Context, e *env, conn Connection) (*eventsPair, error) {
-	p := &eventsPair{e: e, conn: conn, sbN: newCounter(), rawN: newCounter()}
+	p := &eventsPair{e: e, conn: conn, rawN: newCounter()}
 	admin, err := jetstream.New(e.conns[0])
 	if err != nil {
 		return nil, err
@@ -152,7 +156,6 @@ func newEventsPair(ctx context.Context, e *env, conn Connection) (*eventsPair, e
 	if err != nil {
 		return nil, err
 	}
-	p.client = switchboard.NewClient(pubBus, switchboard.WithCaller("bench"))
 	subNC, err := e.connect(conn, "bench-switchboard-consumer")
 	if err != nil {
 		return nil, err
@@ -161,17 +164,8 @@ func newEventsPair(ctx context.Context, e *env, conn Connection) (*eventsPair, e
 	if err != nil {
 		return nil, err
 	}
-	p.topic = switchboard.Topic[*TripRequested](eventsTopic)
-	p.svc = switchboard.NewService(e.service()+"-events", "1.0.0", switchboard.WithLogger(quiet))
-	p.topic.Subscribe(p.svc, eventsGroup, func(_ context.Context, ev *TripRequested) error {
-		if ev.TripID == "" {
-			return errors.New("bench: empty event")
-		}
-		p.sbN.inc()
-		return nil
-	}, switchboard.Concurrency(eventsConcurrency), func(o *bus.SubscribeOptions) { o.Prefetch = eventsPrefetch })
-	if err := p.svc.Start(sctx, subBus); err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+	if err := p.start(sctx, e.service()+"-events", pubBus, subBus); err != nil {
+		return nil, err
 	}
 	if p.sbCons, err = admin.Consumer(sctx, e.swStream(), natsbus.ConsumerName(eventsGroup, eventsTopic)); err != nil {
 		return nil, fmt.Errorf("bench: the Switchboard consumer: %w", err)
@@ -219,8 +213,7 @@ func newEventsPair(ctx context.Context, e *env, conn Connection) (*eventsPair, e
 		return nil, err
 	}
 	p.rawCC, err = cons.Consume(func(m jetstream.Msg) {
-		var ev TripRequested
-		if err := json.Unmarshal(m.Data(), &ev); err != nil || ev.TripID == "" {
+		if checkEvent(m.Data()) != nil {
 			_ = m.Nak()
 			return
 		}
@@ -237,16 +230,7 @@ func (p *eventsPair) close() {
 	if p.rawCC != nil {
 		p.rawCC.Stop()
 	}
-	if p.svc != nil {
-		_ = p.svc.Shutdown(context.Background())
-	}
-	if p.client != nil {
-		_ = p.client.Close()
-	}
-}
-
-func (p *eventsPair) publishSwitchboard(ctx context.Context, i int) error {
-	return p.topic.Publish(ctx, p.client, event(i))
+	p.stop()
 }
 
 func (p *eventsPair) publishRaw(ctx context.Context, i int) error {
@@ -286,6 +270,11 @@ func drained(ctx context.Context, n *counter, want int64, cons jetstream.Consume
 	if err := n.wait(ctx, want); err != nil {
 		return err
 	}
+	return idle(ctx, cons)
+}
+
+// idle waits until cons has no event pending or unacknowledged.
+func idle(ctx context.Context, cons jetstream.Consumer) error {
 	deadline := time.Now().Add(drainTimeout)
 	for {
 		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -338,23 +327,30 @@ func (p *eventsPair) wireSizes(ctx context.Context) (sb, raw Figures, err error)
 // sides returns the two sides of a case with publishers concurrent
 // publishers sending perPublisher events each.
 func (p *eventsPair) sides(publishers, perPublisher int) (sb, raw side) {
-	run := func(publish callFunc, n *counter, cons jetstream.Consumer) func(context.Context) (sample, error) {
-		return func(ctx context.Context) (sample, error) {
-			base := n.n.Load()
-			return drive(ctx, publishers, perPublisher, 0, publish, func(ops int) error {
-				return drained(ctx, n, base+int64(ops), cons)
-			})
-		}
-	}
-	return side{"switchboard", run(p.publishSwitchboard, p.sbN, p.sbCons)}, side{"raw", run(p.publishRaw, p.rawN, p.rawCons)}
+	return eventSide("switchboard", publishers, perPublisher, p.publishSwitchboard, p.sbN, func(ctx context.Context) error { return idle(ctx, p.sbCons) }),
+		eventSide("raw", publishers, perPublisher, p.publishRaw, p.rawN, func(ctx context.Context) error { return idle(ctx, p.rawCons) })
 }
 
-func (p *eventsPair) run(ctx context.Context, syncPolicy string) ([]Case, error) {
-	cfg := p.e.cfg
-	sbW, rawW, err := p.wireSizes(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("bench: measure headers: %w", err)
-	}
+// eventSide is one side of an events case: publishers concurrent
+// publishers each publish perPublisher events, and the clock stops when n
+// has counted them all consumed and settled says the broker holds none of
+// them any more.
+func eventSide(name string, publishers, perPublisher int, publish callFunc, n *counter, settled func(context.Context) error) side {
+	return side{name, func(ctx context.Context) (sample, error) {
+		base := n.n.Load()
+		return drive(ctx, publishers, perPublisher, 0, publish, func(ops int) error {
+			if err := n.wait(ctx, base+int64(ops)); err != nil {
+				return err
+			}
+			return settled(ctx)
+		})
+	}}
+}
+
+// eventsCases measures the events cases on one connection type: sides
+// makes the two sides of a case, sbW and rawW are what one event of each
+// looks like on the wire.
+func eventsCases(ctx context.Context, cfg *Config, conn Connection, syncPolicy string, sbW, rawW Figures, sides func(publishers, perPublisher int) (side, side)) ([]Case, error) {
 	type spec struct {
 		name, what string
 		publishers int
@@ -366,16 +362,17 @@ func (p *eventsPair) run(ctx context.Context, syncPolicy string) ([]Case, error)
 	}
 	var cases []Case
 	for _, s := range specs {
-		cfg.Progress("bench: %s (%s, %s, sync %s) …", s.name, s.what, p.conn.Describe(), syncPolicy)
+		cfg.Progress("bench: %s (%s, %s, sync %s) …", s.name, s.what, conn.Describe(), syncPolicy)
 		warm := max(cfg.Messages/10/s.publishers, 5)
-		wsb, wraw := p.sides(s.publishers, warm)
+		wsb, wraw := sides(s.publishers, warm)
 		for _, sd := range []side{wsb, wraw} {
 			if _, err := sd.run(ctx); err != nil {
 				return cases, fmt.Errorf("bench: %s: warm-up %s: %w", s.name, sd.name, err)
 			}
 		}
-		sb, raw := p.sides(s.publishers, max(cfg.Messages/cfg.Rounds/s.publishers, 1))
-		c := Case{Name: s.name, What: s.what, Connection: string(p.conn), SyncPolicy: syncPolicy}
+		sb, raw := sides(s.publishers, max(cfg.Messages/cfg.Rounds/s.publishers, 1))
+		c := Case{Name: s.name, What: s.what, Connection: string(conn), SyncPolicy: syncPolicy}
+		var err error
 		c.Switchboard, c.Raw, c.P50Ratio, c.ThroughputRatio, err = alternate(ctx, cfg.Rounds, sb, raw)
 		if err != nil {
 			return cases, fmt.Errorf("bench: %s: %w", s.name, err)

@@ -17,13 +17,22 @@ type Report struct {
 	// Kind is "rpc" or "events".
 	Kind    string  `json:"kind"`
 	Machine Machine `json:"machine"`
+	// Broker is the server's product: "nats-server" or "RabbitMQ".
+	Broker string `json:"broker"`
+	// RawClient is the raw client Switchboard is compared with: "nats.go"
+	// or "amqp091-go".
+	RawClient string `json:"raw_client"`
 	// Server says which server both sides used: "embedded nats-server …
 	// (temporary directory)" or the external URL (password redacted).
-	Server        string `json:"server"`
+	Server string `json:"server"`
+	// ServerVersion is the broker's version, ClientVersion the raw
+	// client's.
 	ServerVersion string `json:"server_version"`
 	ClientVersion string `json:"client_version"`
-	// SyncPolicy is the JetStream sync policy of the server: "always",
-	// an interval such as "2m0s", or "unknown (external server)".
+	// SyncPolicy says when the broker writes to disk before confirming: the
+	// JetStream sync policy ("always", an interval such as "2m0s", or
+	// "unknown (external server)"), or for RabbitMQ what a confirmation
+	// means for its queues.
 	SyncPolicy string `json:"sync_policy"`
 	// Rounds is how many alternating Switchboard/raw rounds each case ran.
 	Rounds int `json:"rounds"`
@@ -106,9 +115,13 @@ type Figures struct {
 	// sensitive to other load on the machine than latency; 0 where the
 	// platform does not report it.
 	CPUUSPerOp float64 `json:"cpu_us_per_op"`
-	// HeaderBytes is the size of the request's (or event's) headers as NATS
-	// puts them on the wire ("NATS/1.0\r\n", "Key: Value\r\n" each, and a
-	// closing "\r\n"); 0 when there are none.
+	// HeaderBytes is the size of the request's (or event's) headers as the
+	// broker's protocol puts them on the wire. NATS: "NATS/1.0\r\n",
+	// "Key: Value\r\n" each, and a closing "\r\n"; 0 when there are none.
+	// AMQP: the basic properties of the content header frame (property
+	// flags, the headers table, and every property set, such as
+	// correlation_id, reply_to, expiration, message_id, delivery_mode),
+	// as the publisher sent them.
 	HeaderBytes int `json:"header_bytes"`
 	// ReplyHeaderBytes is the same for the reply (RPC only).
 	ReplyHeaderBytes int `json:"reply_header_bytes"`
@@ -190,11 +203,15 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.Kind == "events" {
 		title = "durable events (publish with broker confirmation, consume with acks)"
 	}
-	fmt.Fprintf(bw, "Switchboard vs raw nats.go %s: same run, same server\n", title)
+	fmt.Fprintf(bw, "Switchboard vs raw %s %s: same run, same server\n", r.RawClient, title)
 	fmt.Fprintf(bw, "machine:  %s/%s, %d CPUs (GOMAXPROCS %d), %s, %s\n", r.Machine.GOOS, r.Machine.GOARCH,
 		r.Machine.NumCPU, r.Machine.GOMAXPROCS, r.Machine.CPUModel, r.Machine.GoVersion)
-	fmt.Fprintf(bw, "server:   %s (nats-server %s, nats.go %s)\n", r.Server, r.ServerVersion, r.ClientVersion)
-	fmt.Fprintf(bw, "sync:     JetStream sync policy %s\n", r.SyncPolicy)
+	fmt.Fprintf(bw, "server:   %s (%s %s, %s %s)\n", r.Server, r.Broker, r.ServerVersion, r.RawClient, r.ClientVersion)
+	if r.Broker == brokerNATS {
+		fmt.Fprintf(bw, "sync:     JetStream sync policy %s\n", r.SyncPolicy)
+	} else {
+		fmt.Fprintf(bw, "sync:     %s\n", r.SyncPolicy)
+	}
 	fmt.Fprintf(bw, "method:   %d alternating rounds per case (Switchboard, raw, raw, Switchboard, …) after a warm-up; figures are medians over the rounds, ratios Switchboard/raw of those\n", r.Rounds)
 	fmt.Fprintln(bw)
 	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -254,6 +271,21 @@ func (r *Report) Text() string {
 	var b strings.Builder
 	_ = r.WriteText(&b)
 	return b.String()
+}
+
+// Brokers and raw clients, for Report.Broker and Report.RawClient.
+const (
+	brokerNATS    = "nats-server"
+	brokerAMQP    = "RabbitMQ"
+	rawClientNATS = "nats.go"
+	rawClientAMQP = "amqp091-go"
+)
+
+// newReport starts the report of a run on a broker.
+func newReport(kind string, cfg *Config, broker, server, serverVersion, rawClient, clientVersion, syncPolicy string) Report {
+	return Report{Kind: kind, Machine: machine(), Broker: broker, RawClient: rawClient, Server: server,
+		ServerVersion: serverVersion, ClientVersion: clientVersion, SyncPolicy: syncPolicy, Rounds: cfg.Rounds,
+		Budget: Budget{MaxP50Ratio: MaxP50Ratio, MinThroughputRatio: MinThroughputRatio}, Started: time.Now()}
 }
 
 func machine() Machine {

@@ -3,27 +3,30 @@ package bench
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/switchboard-dev/switchboard"
 	"github.com/switchboard-dev/switchboard/wire"
 )
 
 // callTimeout bounds one call on both sides.
 const callTimeout = 10 * time.Second
 
-// RPC measures request/reply: Switchboard's typed endpoint against a raw
-// nats.go responder and RequestMsg doing the same JSON work, per connection
-// type (see Config.Connections). It returns an error if the server cannot
-// be started or reached or a call fails; a slow Switchboard is not an
-// error, see Report.WithinBudget.
+// RPC measures request/reply: Switchboard's typed endpoint against the raw
+// client of the same broker doing the same JSON work — a nats.go responder
+// and RequestMsg per connection type (see Config.Connections), or with an
+// amqp:// Config.BusURL an amqp091-go responder and a caller using direct
+// reply-to. It returns an error if the server cannot be started or reached
+// or a call fails; a slow Switchboard is not an error, see
+// Report.WithinBudget.
 func RPC(ctx context.Context, cfg Config) (Report, error) {
 	if err := cfg.defaults(); err != nil {
 		return Report{}, err
+	}
+	if isAMQP(cfg.BusURL) {
+		return rpcAMQP(ctx, &cfg)
 	}
 	start := time.Now()
 	e, err := newEnv(ctx, &cfg)
@@ -46,7 +49,7 @@ func RPC(ctx context.Context, cfg Config) (Report, error) {
 		if err != nil {
 			return rep, err
 		}
-		cases, err := p.run(ctx)
+		cases, err := rpcCases(ctx, &cfg, conn, p.callSwitchboard, p.callRaw, p.sbWire, p.rawWire)
 		p.close()
 		rep.Cases = append(rep.Cases, cases...)
 		if err != nil {
@@ -60,11 +63,9 @@ func RPC(ctx context.Context, cfg Config) (Report, error) {
 // rpcPair is a Switchboard service and client and a raw responder and
 // requester on one connection type.
 type rpcPair struct {
-	e      *env
-	conn   Connection
-	svc    *switchboard.Service
-	client *switchboard.Client
-	ep     switchboard.EndpointDef[*QuoteRequest, *QuoteReply]
+	e    *env
+	conn Connection
+	sbRPC
 
 	rawCli     *nats.Conn
 	rawSub     *nats.Subscription
@@ -81,9 +82,6 @@ type rpcPair struct {
 
 func newRPCPair(ctx context.Context, e *env, conn Connection) (*rpcPair, error) {
 	p := &rpcPair{e: e, conn: conn}
-	svcName := e.service() + "-" + string(conn)
-	p.ep = switchboard.Endpoint[*QuoteRequest, *QuoteReply](svcName, "quote")
-
 	srvNC, err := e.connect(conn, "bench-switchboard-responder")
 	if err != nil {
 		return nil, err
@@ -100,14 +98,9 @@ func newRPCPair(ctx context.Context, e *env, conn Connection) (*rpcPair, error) 
 	if err != nil {
 		return nil, err
 	}
-	p.svc = switchboard.NewService(svcName, "1.0.0", switchboard.WithLogger(quiet))
-	p.ep.Handle(p.svc, func(_ context.Context, req *QuoteRequest) (*QuoteReply, error) {
-		return quote(req), nil
-	})
-	if err := p.svc.Start(ctx, srvBus); err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+	if err := p.start(ctx, e.service()+"-"+string(conn), srvBus, cliBus); err != nil {
+		return nil, err
 	}
-	p.client = switchboard.NewClient(cliBus, switchboard.WithCaller("bench"))
 
 	rawSrv, err := e.connect(conn, "bench-raw-responder")
 	if err != nil {
@@ -118,15 +111,9 @@ func newRPCPair(ctx context.Context, e *env, conn Connection) (*rpcPair, error) 
 	}
 	p.rawSubject = "benchraw." + e.id + "." + string(conn) + ".quote"
 	p.rawSub, err = rawSrv.QueueSubscribe(p.rawSubject, "benchraw", func(m *nats.Msg) {
-		var req QuoteRequest
-		if err := json.Unmarshal(m.Data, &req); err != nil {
-			_ = m.Respond([]byte(`{"error":"malformed request"}`))
-			return
-		}
-		b, err := json.Marshal(quote(&req))
+		b, err := answer(m.Data)
 		if err != nil {
-			_ = m.Respond([]byte(`{"error":"cannot encode reply"}`))
-			return
+			b = malformed
 		}
 		_ = m.Respond(b)
 	})
@@ -142,12 +129,10 @@ func newRPCPair(ctx context.Context, e *env, conn Connection) (*rpcPair, error) 
 	// The diagnostic responder: raw, but with Switchboard's headers.
 	p.rawHdrSubject = p.rawSubject + "_headers"
 	p.rawHdrSub, err = rawSrv.QueueSubscribe(p.rawHdrSubject, "benchraw", func(m *nats.Msg) {
-		var req QuoteRequest
-		if err := json.Unmarshal(m.Data, &req); err != nil {
-			_ = m.Respond([]byte(`{"error":"malformed request"}`))
-			return
+		b, err := answer(m.Data)
+		if err != nil {
+			b = malformed
 		}
-		b, _ := json.Marshal(quote(&req))
 		_ = m.RespondMsg(&nats.Msg{Header: p.sbRepHeader, Data: b})
 	})
 	if err != nil {
@@ -157,23 +142,11 @@ func newRPCPair(ctx context.Context, e *env, conn Connection) (*rpcPair, error) 
 }
 
 func (p *rpcPair) close() {
-	_ = p.svc.Shutdown(context.Background())
-	_ = p.client.Close()
+	p.stop()
 	_ = p.rawSub.Unsubscribe()
 	if p.rawHdrSub != nil {
 		_ = p.rawHdrSub.Unsubscribe()
 	}
-}
-
-func (p *rpcPair) callSwitchboard(ctx context.Context, i int) error {
-	rep, err := p.ep.Call(ctx, p.client, request(i))
-	if err != nil {
-		return err
-	}
-	if rep.RideID == "" {
-		return errors.New("bench: switchboard: empty reply")
-	}
-	return nil
 }
 
 func (p *rpcPair) callRaw(_ context.Context, i int) error {
@@ -185,14 +158,7 @@ func (p *rpcPair) callRaw(_ context.Context, i int) error {
 	if err != nil {
 		return fmt.Errorf("bench: raw request: %w", err)
 	}
-	var rep QuoteReply
-	if err := json.Unmarshal(m.Data, &rep); err != nil {
-		return fmt.Errorf("bench: raw reply: %w", err)
-	}
-	if rep.RideID == "" {
-		return fmt.Errorf("bench: raw: empty reply %q", m.Data)
-	}
-	return nil
+	return checkReply(m.Data)
 }
 
 // callRawHeaders is callRaw with Switchboard's request and reply headers
@@ -207,11 +173,7 @@ func (p *rpcPair) callRawHeaders(_ context.Context, i int) error {
 	if err != nil {
 		return fmt.Errorf("bench: raw request: %w", err)
 	}
-	var rep QuoteReply
-	if err := json.Unmarshal(m.Data, &rep); err != nil || rep.RideID == "" {
-		return fmt.Errorf("bench: raw reply %q: %v", m.Data, err)
-	}
-	return nil
+	return checkReply(m.Data)
 }
 
 // measureWire captures one call of each side as it travels: request and
@@ -237,10 +199,10 @@ func (p *rpcPair) measureWire(ctx context.Context) error {
 	return err
 }
 
-// run measures the RPC cases on the pair's connection type.
-func (p *rpcPair) run(ctx context.Context) ([]Case, error) {
-	cfg := p.e.cfg
-	sbW, rawW := p.sbWire, p.rawWire
+// rpcCases measures the RPC cases on one connection type: sb and raw make
+// the same call on the two sides, sbW and rawW are what one call of each
+// looks like on the wire.
+func rpcCases(ctx context.Context, cfg *Config, conn Connection, sbCall, rawCall callFunc, sbW, rawW Figures) ([]Case, error) {
 	type spec struct {
 		name, what string
 		callers    int
@@ -255,21 +217,23 @@ func (p *rpcPair) run(ctx context.Context) ([]Case, error) {
 	}
 	var cases []Case
 	for _, s := range specs {
-		name := s.name + "_" + string(p.conn)
-		cfg.Progress("bench: %s (%s, %s) …", name, s.what, p.conn.Describe())
+		name := s.name + "_" + string(conn)
+		cfg.Progress("bench: %s (%s, %s) …", name, s.what, conn.Describe())
 		sb := side{"switchboard", func(ctx context.Context) (sample, error) {
-			return drive(ctx, s.callers, s.perCaller, s.d, p.callSwitchboard, nil)
+			return drive(ctx, s.callers, s.perCaller, s.d, sbCall, nil)
 		}}
 		raw := side{"raw", func(ctx context.Context) (sample, error) {
-			return drive(ctx, s.callers, s.perCaller, s.d, p.callRaw, nil)
+			return drive(ctx, s.callers, s.perCaller, s.d, rawCall, nil)
 		}}
-		for _, sd := range []side{sb, raw} { // warm up both before measuring
-			call := map[string]callFunc{"switchboard": p.callSwitchboard, "raw": p.callRaw}[sd.name]
-			if _, err := drive(ctx, s.callers, 0, cfg.Warmup, call, nil); err != nil {
+		for _, sd := range []struct {
+			name string
+			call callFunc
+		}{{sb.name, sbCall}, {raw.name, rawCall}} { // warm up both before measuring
+			if _, err := drive(ctx, s.callers, 0, cfg.Warmup, sd.call, nil); err != nil {
 				return cases, fmt.Errorf("bench: %s: warm-up %s: %w", name, sd.name, err)
 			}
 		}
-		c := Case{Name: name, What: s.what, Connection: string(p.conn)}
+		c := Case{Name: name, What: s.what, Connection: string(conn)}
 		var err error
 		c.Switchboard, c.Raw, c.P50Ratio, c.ThroughputRatio, err = alternate(ctx, cfg.Rounds, sb, raw)
 		if err != nil {

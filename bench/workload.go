@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 )
@@ -95,4 +97,41 @@ func haversine(a, b Point) float64 {
 	dLat, dLng := (b.Lat-a.Lat)*rad, (b.Lng-a.Lng)*rad
 	h := math.Sin(dLat/2)*math.Sin(dLat/2) + math.Cos(a.Lat*rad)*math.Cos(b.Lat*rad)*math.Sin(dLng/2)*math.Sin(dLng/2)
 	return 2 * r * math.Asin(math.Sqrt(h))
+}
+
+// answer is a raw responder's work: decode the request, quote, encode the
+// reply. The raw responders of every broker use it.
+func answer(data []byte) ([]byte, error) {
+	var req QuoteRequest
+	if err := json.Unmarshal(data, &req); err != nil {
+		return nil, fmt.Errorf("malformed request: %w", err)
+	}
+	return json.Marshal(quote(&req))
+}
+
+// malformed is what a raw responder replies to a request it cannot decode.
+var malformed = []byte(`{"error":"malformed request"}`)
+
+// checkReply is a raw caller's work on a reply: decode it and check it.
+func checkReply(data []byte) error {
+	var rep QuoteReply
+	if err := json.Unmarshal(data, &rep); err != nil {
+		return fmt.Errorf("bench: raw reply: %w", err)
+	}
+	if rep.RideID == "" {
+		return fmt.Errorf("bench: raw: empty reply %q", data)
+	}
+	return nil
+}
+
+// checkEvent is a raw consumer's work on an event: decode it and check it.
+func checkEvent(data []byte) error {
+	var ev TripRequested
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return err
+	}
+	if ev.TripID == "" {
+		return errors.New("bench: empty event")
+	}
+	return nil
 }

@@ -42,16 +42,20 @@ type BenchOptions struct {
 	cfg bench.Config
 }
 
-const benchLong = `Measure Switchboard against the raw NATS client doing the same work, in the
-same run and on the same server, and compare them with the performance
-budget: Switchboard within 10% of raw (p50 latency ratio ≤ 1.10,
-throughput ratio ≥ 0.90).
+const benchLong = `Measure Switchboard against the raw client of the same broker doing the
+same work, in the same run and on the same server, and compare them with
+the performance budget: Switchboard within 10% of raw (p50 latency ratio
+≤ 1.10, throughput ratio ≥ 0.90).
 
 By default the benchmark starts its own embedded NATS server with
 JetStream, its data in a temporary directory (not the 'switchboard dev'
 platform, and $SWITCHBOARD_BUS is not used: a benchmark wants a quiet
-server). --bus nats://HOST:PORT runs both sides on an external server
-instead, over TCP.
+server), and compares with raw nats.go. --bus nats://HOST:PORT runs both
+sides on an external NATS server instead, over TCP. --bus
+amqp://USER:PASS@HOST:PORT/[VHOST] (amqps:// for TLS) runs both on one
+RabbitMQ node, over TCP, and compares with raw amqp091-go; the URL names
+the broker only (no driver parameters: the benchmark uses exchanges and
+queues of its own, sbbench.* and sbbenchraw.*, and deletes them at the end).
 
 The two sides run in alternating rounds after a warm-up and the report
 gives medians, so that other load on the machine affects both alike. The
@@ -65,10 +69,11 @@ within_budget.`
 func newBenchCmd(g *GlobalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Benchmark Switchboard against the raw NATS client",
+		Short: "Benchmark Switchboard against the raw NATS or RabbitMQ client",
 		Long:  benchLong,
 		Example: `  switchboard bench rpc
   switchboard bench events
+  switchboard bench rpc --bus amqp://guest:guest@127.0.0.1:5672/
   switchboard bench rpc -o json | jq '.cases[] | {name, p50_ratio, throughput_ratio}'`,
 		Args: argsBetween(0, 0, "a subcommand: rpc or events"),
 		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
@@ -81,7 +86,7 @@ func newBenchRPCCmd(g *GlobalOptions) *cobra.Command {
 	o := &BenchOptions{GlobalOptions: g, Kind: "rpc"}
 	cmd := &cobra.Command{
 		Use:   "rpc",
-		Short: "Benchmark request/reply: a typed endpoint against nats.go request/reply",
+		Short: "Benchmark request/reply: a typed endpoint against raw nats.go or amqp091-go request/reply",
 		Long: benchLong + `
 
 bench rpc compares a typed endpoint (Endpoint.Handle and Endpoint.Call with
@@ -94,10 +99,18 @@ co-located with the embedded server use):
 
   rpc_sequential_CONN   latency of --requests sequential calls (p50, p99, mean)
   rpc_1_caller_CONN     throughput of one caller for --duration
-  rpc_N_callers_CONN    throughput of --callers concurrent callers for --duration`,
+  rpc_N_callers_CONN    throughput of --callers concurrent callers for --duration
+
+With --bus amqp://… the raw side is amqp091-go: a responder consuming a
+queue (without acks) that decodes, quotes, encodes and replies by direct
+reply-to (amq.rabbitmq.reply-to) with the correlation id, and callers that
+publish with reply_to and a correlation id, one channel each. The cases
+are those of TCP; in-process connections do not apply to RabbitMQ and the
+report says so.`,
 		Example: `  switchboard bench rpc
   switchboard bench rpc --duration 10s --requests 20000
   switchboard bench rpc --tcp-only --bus nats://127.0.0.1:4222
+  switchboard bench rpc --bus amqp://guest:guest@127.0.0.1:5672/
   switchboard bench rpc --inprocess-only -o json > rpc.json
   switchboard bench rpc --fail-over-budget || echo "over budget"`,
 		Args: argsBetween(0, 0, "no arguments"),
@@ -125,7 +138,7 @@ func newBenchEventsCmd(g *GlobalOptions) *cobra.Command {
 	o := &BenchOptions{GlobalOptions: g, Kind: "events"}
 	cmd := &cobra.Command{
 		Use:   "events",
-		Short: "Benchmark durable events: Topic publish and subscribe against raw JetStream",
+		Short: "Benchmark durable events: Topic publish and subscribe against raw JetStream or RabbitMQ",
 		Long: benchLong + `
 
 bench events compares Topic.Publish (which returns once the broker stored
@@ -142,10 +155,17 @@ the default) or an interval such as 2m (nats-server's default). Cases:
 Throughput counts events published, consumed and acknowledged per second;
 p50 and p99 are the latency of one confirmed publish. The connection is
 in-process on the embedded server (as 'dev' runs services), TCP with --bus
-or --tcp-only.`,
+or --tcp-only.
+
+With --bus amqp://… both sides publish persistent messages with publisher
+confirms into a quorum queue and consume it with manual acks after the
+handler and the same prefetch: Switchboard through the amqpbus driver, raw
+with amqp091-go. --sync does not apply (the broker fsyncs a quorum queue's
+log before it confirms).`,
 		Example: `  switchboard bench events
   switchboard bench events --messages 10000 --sync 2m
-  switchboard bench events --bus nats://127.0.0.1:4222 -o json`,
+  switchboard bench events --bus nats://127.0.0.1:4222 -o json
+  switchboard bench events --bus amqp://guest:guest@127.0.0.1:5672/`,
 		Args: argsBetween(0, 0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.Complete(); err != nil {
@@ -203,9 +223,8 @@ func (o *BenchOptions) Validate() error {
 		return usageErrorf("--inprocess-only and --tcp-only exclude each other")
 	}
 	if o.BusURL != "" {
-		u, err := url.Parse(o.BusURL)
-		if err != nil || u.Scheme != "nats" || u.Host == "" {
-			return usageErrorf("invalid --bus %q for bench: want nats://HOST:PORT of a NATS server with JetStream (or no --bus for an embedded one)", o.BusURL)
+		if err := bench.CheckBusURL(o.BusURL); err != nil {
+			return usageErrorf("invalid --bus for bench: %s (or no --bus for an embedded NATS server)", strings.TrimPrefix(err.Error(), "bench: "))
 		}
 		if o.InProcessOnly {
 			return usageErrorf("--inprocess-only needs the embedded server: an external server (--bus) is reached over TCP")
@@ -269,10 +288,21 @@ func (o *BenchOptions) benchError(ctx context.Context, err error) error {
 		return &ExitError{Exit: ExitFailed, Code: bus.Canceled.String(), Message: "benchmark interrupted", Err: err}
 	case errors.Is(err, bench.ErrUnavailable):
 		hint := "the embedded server could not start: check the temporary directory's free space"
-		if o.BusURL != "" {
-			hint = "check that a NATS server with JetStream (-js) runs at " + o.BusURL
+		switch {
+		case strings.HasPrefix(o.BusURL, "amqp"):
+			hint = "check that RabbitMQ runs at " + redacted(o.BusURL) + " and that the user may configure, read and write there"
+		case o.BusURL != "":
+			hint = "check that a NATS server with JetStream (-js) runs at " + redacted(o.BusURL)
 		}
 		return &ExitError{Exit: ExitUnavailable, Code: bus.Unavailable.String(), Message: strings.TrimPrefix(err.Error(), "bench: "), Hint: hint, Err: err}
 	}
 	return &ExitError{Exit: ExitFailed, Code: bus.ErrorCode(err).String(), Message: "benchmark failed: " + strings.TrimPrefix(err.Error(), "bench: "), Err: err}
+}
+
+// redacted is rawURL with its password hidden.
+func redacted(rawURL string) string {
+	if u, err := url.Parse(rawURL); err == nil {
+		return u.Redacted()
+	}
+	return rawURL
 }

@@ -1,0 +1,282 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/switchboard-dev/switchboard/wire"
+)
+
+// rawServeArgs are the arguments of the raw responder's queue: those the
+// driver gives the queue a group of servers shares (classic, deleted with
+// its last consumer or after 5 minutes without one), so that both sides'
+// requests go through queues of one configuration.
+var rawServeArgs = amqp.Table{"x-queue-type": "classic", "x-expires": int32(5 * time.Minute / time.Millisecond)}
+
+func rpcAMQP(ctx context.Context, cfg *Config) (Report, error) {
+	notes := []string{
+		"switchboard: typed endpoint (Endpoint.Handle / Endpoint.Call, JSON structs) through the SDK, package bus and the amqpbus driver: a mandatory request with an expiration to its topic exchange, a shared classic queue consumed with an ack at hand-over (prefetch 128), the reply by direct reply-to",
+		"raw: amqp091-go at its leanest: the request published to the default exchange straight to a classic queue of the driver's configuration, consumed without acks (the guarantee of the driver's ack at hand-over) by one goroutine that decodes, quotes, encodes and replies to amq.rabbitmq.reply-to with the correlation id; each concurrent caller has a channel of its own consuming its direct replies, so no demultiplexing; both sides JSON-encode and decode the same request and reply",
+		"each side has its own two connections (caller, responder) to the same broker",
+		"allocs and cpu/op are the benchmark process's (callers and responders of both sides); the broker's own work, the same for both, is not in them",
+	}
+	return runAMQP(cfg, "rpc", "not applicable: requests and replies are transient and unconfirmed on both sides", notes, func(e *amqpEnv) ([]Case, error) {
+		p, err := newAMQPRPCPair(ctx, e)
+		if err != nil {
+			return nil, err
+		}
+		defer p.close()
+		return rpcCases(ctx, cfg, TCP, p.callSwitchboard, p.callRaw, p.sbWire, p.rawWire)
+	})
+}
+
+// amqpRPCPair is a Switchboard service and client and a raw responder and
+// callers on one RabbitMQ broker.
+type amqpRPCPair struct {
+	e *amqpEnv
+	sbRPC
+
+	rawQueue    string
+	rawHdrQueue string // the diagnostic responder's, see callRawHeaders
+	rawChans    []*amqp.Channel
+	served      sync.WaitGroup // the raw responders' goroutines
+	callers     *reuse[*amqpCaller]
+
+	sbWire, rawWire Figures
+	// Switchboard's request and reply headers as captured.
+	sbReqHeaders, sbRepHeaders amqp.Table
+}
+
+func newAMQPRPCPair(ctx context.Context, e *amqpEnv) (*amqpRPCPair, error) {
+	p := &amqpRPCPair{e: e, rawQueue: e.rawPrefix() + ".quote"}
+	p.rawHdrQueue = p.rawQueue + "_headers"
+	srvBus, cliBus, err := e.busConns(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.start(ctx, e.service(), srvBus, cliBus); err != nil {
+		return nil, err
+	}
+
+	rawSrv, err := e.dial("bench-raw-responder")
+	if err != nil {
+		return nil, err
+	}
+	if err := p.serveRaw(rawSrv, p.rawQueue, nil); err != nil {
+		return nil, err
+	}
+	rawCli, err := e.dial("bench-raw-caller")
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	p.callers = newReuse(func() (*amqpCaller, error) {
+		n++
+		return newAMQPCaller(rawCli, "r"+strconv.Itoa(n)+"-")
+	})
+	if err := p.measureWire(ctx); err != nil {
+		return nil, fmt.Errorf("bench: measure headers: %w", err)
+	}
+	// The diagnostic responder: raw, but with Switchboard's headers.
+	return p, p.serveRaw(rawSrv, p.rawHdrQueue, p.sbRepHeaders)
+}
+
+// serveRaw declares queue and answers its requests on a channel of ac,
+// with replyHeaders on every reply.
+func (p *amqpRPCPair) serveRaw(ac *amqp.Connection, queue string, replyHeaders amqp.Table) error {
+	ch, err := ac.Channel()
+	if err != nil {
+		return fmt.Errorf("bench: raw responder: %w", err)
+	}
+	p.rawChans = append(p.rawChans, ch)
+	if _, err := ch.QueueDeclare(queue, true, true, false, false, rawServeArgs); err != nil {
+		return fmt.Errorf("bench: raw responder: declare %s: %w", queue, err)
+	}
+	ds, err := ch.Consume(queue, "", true, false, false, false, nil)
+	if err != nil {
+		return fmt.Errorf("bench: raw responder: consume %s: %w", queue, err)
+	}
+	p.served.Add(1)
+	go func() {
+		defer p.served.Done()
+		for d := range ds {
+			b, err := answer(d.Body)
+			if err != nil {
+				b = malformed
+			}
+			_ = ch.Publish("", d.ReplyTo, false, false, amqp.Publishing{CorrelationId: d.CorrelationId, Headers: replyHeaders, Body: b})
+		}
+	}()
+	return nil
+}
+
+func (p *amqpRPCPair) close() {
+	p.stop()
+	for _, ch := range p.rawChans {
+		_ = ch.Close()
+	}
+	p.served.Wait()
+}
+
+func (p *amqpRPCPair) callRaw(ctx context.Context, i int) error {
+	return p.rawCall(ctx, p.rawQueue, nil, i)
+}
+
+// callRawHeaders is callRaw with Switchboard's request and reply headers
+// added: what the envelope costs on the wire, without the SDK. It is a
+// diagnostic for the Go benchmarks, not a case of the report.
+func (p *amqpRPCPair) callRawHeaders(ctx context.Context, i int) error {
+	return p.rawCall(ctx, p.rawHdrQueue, p.sbReqHeaders, i)
+}
+
+func (p *amqpRPCPair) rawCall(ctx context.Context, queue string, headers amqp.Table, i int) error {
+	b, err := json.Marshal(request(i))
+	if err != nil {
+		return err
+	}
+	c, err := p.callers.get()
+	if err != nil {
+		return err
+	}
+	d, err := c.call(ctx, "", queue, amqp.Publishing{Headers: headers, Body: b})
+	p.callers.put(c)
+	if err != nil {
+		return err
+	}
+	return checkReply(d.Body)
+}
+
+// measureWire captures one call of each side: Switchboard's request as the
+// broker got it, its reply to that same request sent again by a raw
+// caller, and raw's reply (raw's request has exactly the properties call
+// sets).
+func (p *amqpRPCPair) measureWire(ctx context.Context) error {
+	subject := wire.RequestSubject(p.ep.Service(), p.ep.Name())
+	req, err := p.e.tap(p.e.sbMsgExchange(), subject, func() error { return p.callSwitchboard(ctx, 0) })
+	if err != nil {
+		return err
+	}
+	c, err := p.callers.get()
+	if err != nil {
+		return err
+	}
+	defer p.callers.put(c)
+	again := published(req)
+	again.ReplyTo, again.CorrelationId = "", ""
+	rep, err := c.call(ctx, p.e.sbMsgExchange(), subject, again)
+	if err != nil {
+		return fmt.Errorf("switchboard's reply: %w", err)
+	}
+	if rep.Headers[wire.HeaderErrorCode] != nil {
+		return fmt.Errorf("switchboard's reply: %v: %v", rep.Headers[wire.HeaderErrorCode], rep.Headers[wire.HeaderErrorMsg])
+	}
+	p.sbReqHeaders, p.sbRepHeaders = req.Headers, rep.Headers
+	p.sbWire = Figures{HeaderBytes: propertiesBytes(published(req)), ReplyHeaderBytes: propertiesBytes(published(&rep)), BodyBytes: len(req.Body)}
+
+	b, err := json.Marshal(request(0))
+	if err != nil {
+		return err
+	}
+	raw, err := c.call(ctx, "", p.rawQueue, amqp.Publishing{Body: b})
+	if err != nil {
+		return fmt.Errorf("raw reply: %w", err)
+	}
+	p.rawWire = Figures{HeaderBytes: propertiesBytes(amqp.Publishing{ReplyTo: directReplyTo, CorrelationId: raw.CorrelationId}),
+		ReplyHeaderBytes: propertiesBytes(published(&raw)), BodyBytes: len(b)}
+	return nil
+}
+
+// amqpCaller is a raw caller: a channel of its own consuming its direct
+// replies, used by one call at a time, so that a reply needs no
+// demultiplexing.
+type amqpCaller struct {
+	ch      *amqp.Channel
+	replies <-chan amqp.Delivery
+	timer   *time.Timer
+	prefix  string // of its correlation ids
+	n       uint64
+}
+
+func newAMQPCaller(ac *amqp.Connection, prefix string) (*amqpCaller, error) {
+	ch, err := ac.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("bench: raw caller: %w", err)
+	}
+	replies, err := ch.Consume(directReplyTo, "", true, false, false, false, nil)
+	if err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("bench: raw caller: consume %s: %w", directReplyTo, err)
+	}
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &amqpCaller{ch: ch, replies: replies, timer: t, prefix: prefix}, nil
+}
+
+// call publishes pub to exchange with routing key key, with reply_to
+// amq.rabbitmq.reply-to and a fresh correlation id, and waits up to
+// callTimeout for the reply with that id (a late reply to an earlier call
+// is dropped).
+func (c *amqpCaller) call(ctx context.Context, exchange, key string, pub amqp.Publishing) (amqp.Delivery, error) {
+	c.n++
+	id := c.prefix + strconv.FormatUint(c.n, 10)
+	pub.ReplyTo, pub.CorrelationId = directReplyTo, id
+	if err := c.ch.PublishWithContext(ctx, exchange, key, false, false, pub); err != nil {
+		return amqp.Delivery{}, fmt.Errorf("bench: raw request: %w", err)
+	}
+	c.timer.Reset(callTimeout)
+	defer c.timer.Stop()
+	for {
+		select {
+		case d, ok := <-c.replies:
+			if !ok {
+				return d, errors.New("bench: raw request: the caller's channel closed")
+			}
+			if d.CorrelationId == id {
+				return d, nil
+			}
+		case <-c.timer.C:
+			return amqp.Delivery{}, fmt.Errorf("bench: raw request to %q: no reply within %s", key, callTimeout)
+		case <-ctx.Done():
+			return amqp.Delivery{}, ctx.Err()
+		}
+	}
+}
+
+// reuse keeps what one operation at a time uses (a raw caller's or
+// publisher's channel) for the next, making a new one when none is free.
+type reuse[T any] struct {
+	free chan T
+	open func() (T, error)
+	mu   sync.Mutex // serialises open
+}
+
+func newReuse[T any](open func() (T, error)) *reuse[T] {
+	return &reuse[T]{free: make(chan T, 256), open: open}
+}
+
+func (r *reuse[T]) get() (T, error) {
+	select {
+	case v := <-r.free:
+		return v, nil
+	default:
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.open()
+}
+
+// put gives v back. Beyond 256 kept, v is dropped; its channel closes with
+// its connection.
+func (r *reuse[T]) put(v T) {
+	select {
+	case r.free <- v:
+	default:
+	}
+}

@@ -1,0 +1,94 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/switchboard-dev/switchboard"
+	"github.com/switchboard-dev/switchboard/bus"
+)
+
+// The Switchboard side of the cases is the same code on every broker: only
+// the bus connections it is given differ.
+
+// sbSide is the Switchboard service and client of a case.
+type sbSide struct {
+	svc    *switchboard.Service
+	client *switchboard.Client
+}
+
+func (s *sbSide) stop() {
+	if s.svc != nil {
+		_ = s.svc.Shutdown(context.Background())
+	}
+	if s.client != nil {
+		_ = s.client.Close()
+	}
+}
+
+// sbRPC is a typed endpoint served by a Switchboard service and called by a
+// Switchboard client.
+type sbRPC struct {
+	sbSide
+	ep switchboard.EndpointDef[*QuoteRequest, *QuoteReply]
+}
+
+// start serves the endpoint of service svcName on srv and makes the client
+// on cli.
+func (s *sbRPC) start(ctx context.Context, svcName string, srv, cli *bus.Conn) error {
+	s.ep = switchboard.Endpoint[*QuoteRequest, *QuoteReply](svcName, "quote")
+	s.svc = switchboard.NewService(svcName, "1.0.0", switchboard.WithLogger(quiet))
+	s.ep.Handle(s.svc, func(_ context.Context, req *QuoteRequest) (*QuoteReply, error) {
+		return quote(req), nil
+	})
+	if err := s.svc.Start(ctx, srv); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	s.client = switchboard.NewClient(cli, switchboard.WithCaller("bench"))
+	return nil
+}
+
+func (s *sbRPC) callSwitchboard(ctx context.Context, i int) error {
+	rep, err := s.ep.Call(ctx, s.client, request(i))
+	if err != nil {
+		return err
+	}
+	if rep.RideID == "" {
+		return errors.New("bench: switchboard: empty reply")
+	}
+	return nil
+}
+
+// sbEvents is a Switchboard client publishing on a topic and a service
+// consuming it in a consumer group, one event at a time with
+// eventsPrefetch more buffered, counting what it consumed.
+type sbEvents struct {
+	sbSide
+	topic switchboard.TopicDef[*TripRequested]
+	sbN   *counter
+}
+
+// start makes the publishing client on pub and the consuming service
+// svcName on sub.
+func (s *sbEvents) start(ctx context.Context, svcName string, pub, sub *bus.Conn) error {
+	s.sbN = newCounter()
+	s.client = switchboard.NewClient(pub, switchboard.WithCaller("bench"))
+	s.topic = switchboard.Topic[*TripRequested](eventsTopic)
+	s.svc = switchboard.NewService(svcName, "1.0.0", switchboard.WithLogger(quiet))
+	s.topic.Subscribe(s.svc, eventsGroup, func(_ context.Context, ev *TripRequested) error {
+		if ev.TripID == "" {
+			return errors.New("bench: empty event")
+		}
+		s.sbN.inc()
+		return nil
+	}, switchboard.Concurrency(eventsConcurrency), func(o *bus.SubscribeOptions) { o.Prefetch = eventsPrefetch })
+	if err := s.svc.Start(ctx, sub); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	return nil
+}
+
+func (s *sbEvents) publishSwitchboard(ctx context.Context, i int) error {
+	return s.topic.Publish(ctx, s.client, event(i))
+}
