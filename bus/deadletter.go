@@ -206,7 +206,9 @@ func (c *Conn) DeadLetterPlaces(ctx context.Context) ([]DeadLetterPlace, error) 
 
 // DeadLetters returns the dead letters of group on topic that f selects,
 // oldest first, without consuming or changing them. A place that does not
-// exist is NotFound; an existing empty one gives none.
+// exist is NotFound; an existing empty one gives none. Copies of one dead
+// letter (same ID, as an interrupted read on RabbitMQ can leave) are listed
+// once; removing the ID removes them all.
 func (c *Conn) DeadLetters(ctx context.Context, group, topic string, f DeadLetterFilter) ([]*DeadLetter, error) {
 	all, err := c.browse(ctx, group, topic, f)
 	if err != nil {
@@ -235,6 +237,9 @@ func (c *Conn) browse(ctx context.Context, group, topic string, f DeadLetterFilt
 	found := map[string]bool{}
 	err = d.BrowseDeadLetters(ctx, group, topic, func(m driver.DeadLetter) bool {
 		dl := newDeadLetter(group, topic, m)
+		if found[dl.ID] {
+			return true // a copy of one already seen: the same message
+		}
 		found[dl.ID] = true
 		if f.Match(dl) {
 			out = append(out, dl)

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/switchboard-dev/switchboard/bus"
 )
 
@@ -113,5 +115,59 @@ func TestReplayToAGroupWhoseQueueIsGoneKeepsTheDeadLetters(t *testing.T) {
 	}
 	if left, err := c.DeadLetters(ctxWait(t), group, topic, bus.DeadLetterFilter{}); err != nil || len(left) != 2 {
 		t.Errorf("after the refused replay %d dead letters are left (%v), want 2", len(left), err)
+	}
+}
+
+// TestCopiesOfADeadLetterAreOneDeadLetter replaces a dead letter with two
+// copies of it, as an interrupted rotation can leave: it is listed once,
+// under its ID, and purging that ID removes both copies.
+func TestCopiesOfADeadLetterAreOneDeadLetter(t *testing.T) {
+	e := newEnv(t)
+	c := e.open()
+	const topic, group = "orders", "billing"
+	e.deadLetters(c, topic, group, 1)
+	before, err := c.DeadLetters(ctxWait(t), group, topic, bus.DeadLetterFilter{})
+	if err != nil || len(before) != 1 {
+		t.Fatalf("DeadLetters: %d, %v", len(before), err)
+	}
+	queue := e.prefix + ".group." + group + "." + bus.DeadLetterTopic(group, topic)
+	ch := e.plain()
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 2))
+	d, ok, err := ch.Get(queue, false)
+	if err != nil || !ok {
+		t.Fatalf("plain get: %v, %v", ok, err)
+	}
+	for range 2 {
+		if err := ch.Publish("", queue, false, false, amqp.Publishing{Headers: d.Headers, MessageId: d.MessageId,
+			ContentType: d.ContentType, DeliveryMode: amqp.Persistent, Body: d.Body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		select {
+		case conf := <-confirms:
+			if !conf.Ack {
+				t.Fatal("the broker refused a copy")
+			}
+		case <-ctxWait(t).Done():
+			t.Fatal("no confirmation of the copies")
+		}
+	}
+	if err := ch.Ack(d.DeliveryTag, false); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := c.DeadLetters(ctxWait(t), group, topic, bus.DeadLetterFilter{})
+	if err != nil || len(ds) != 1 || ds[0].ID != before[0].ID {
+		t.Fatalf("DeadLetters with two copies: %d, %v; want the one dead letter %s", len(ds), err, before[0].ID)
+	}
+	gone, err := c.PurgeDeadLetters(ctxWait(t), group, topic, bus.DeadLetterFilter{IDs: []string{ds[0].ID}})
+	if err != nil || len(gone) != 1 {
+		t.Fatalf("PurgeDeadLetters: %d, %v", len(gone), err)
+	}
+	if _, ok, err := ch.Get(queue, false); err != nil || ok {
+		t.Errorf("after purging the ID a copy is left in %s (%v)", queue, err)
 	}
 }
