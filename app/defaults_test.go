@@ -3,6 +3,9 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/switchboard-dev/switchboard"
@@ -57,5 +60,33 @@ func TestPrepareInstallsProtectionsUnlessTheServiceHasItsOwn(t *testing.T) {
 	defer late.Shutdown(context.Background())
 	if err := app.Prepare(late); switchboard.ErrorCode(err) != switchboard.FailedPrecondition {
 		t.Fatalf("Prepare after Start: got %v, want FailedPrecondition", err)
+	}
+}
+
+func TestPrepareAppliesTheConfigurationFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "resilience.json")
+	if err := os.WriteFile(path, []byte(`{"services": {"pinger": {"rate_limits": [{"side": "server", "rate": 7}]}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(app.EnvResilience, path)
+	svc := switchboard.NewService("pinger", "1.0.0")
+	other := switchboard.NewService("other", "1.0.0")
+	if err := app.Prepare(svc, other); err != nil {
+		t.Fatal(err)
+	}
+	if st := statusOf(t, svc); len(st.RateLimits) != 1 || st.RateLimits[0].Limit.Rate != 7 {
+		t.Errorf("pinger after Prepare: %+v, want the file's rate limit of 7/s", st)
+	}
+	if st := statusOf(t, other); len(st.RateLimits) != 0 || st.RetryBudget == nil {
+		t.Errorf("other after Prepare: %+v, want the defaults", st)
+	}
+
+	if err := os.WriteFile(path, []byte(`{"services": {"pinger": {"breaker": {"failure_ratio": 3}}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := app.Prepare(switchboard.NewService("pinger", "1.0.0"))
+	if err == nil || !strings.Contains(err.Error(), "$SWITCHBOARD_RESILIENCE") || !strings.Contains(err.Error(), path) ||
+		!strings.Contains(err.Error(), "services.pinger.breaker.failure_ratio: 3 is not between 0 and 1") {
+		t.Fatalf("a bad file: got %v", err)
 	}
 }
