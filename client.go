@@ -27,6 +27,8 @@ type Client struct {
 	disc    *Discovery
 	owned   bool
 	err     error // set on a client that cannot be used
+	// onPublish, if set, is told about every publish (observe.go).
+	onPublish func(PublishResult)
 }
 
 // ClientOption configures a Client.

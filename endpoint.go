@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"time"
 
 	"github.com/switchboard-dev/switchboard/wire"
 )
@@ -61,6 +62,7 @@ type EndpointOption func(*endpointConfig)
 type endpointConfig struct {
 	maxInFlight int
 	description string
+	expectP99   time.Duration // ExpectLatency, in observe.go
 }
 
 // MaxInFlight bounds the endpoint's concurrent handlers in one instance (a
@@ -100,6 +102,7 @@ func (e EndpointDef[Req, Rsp]) Handle(svc *Service, fn func(ctx context.Context,
 	svc.addEndpoint(&endpoint{
 		info:        info,
 		maxInFlight: int64(cfg.maxInFlight),
+		expectP99:   cfg.expectP99,
 		newReq:      func() any { r := e.newReq(); return target(&r) },
 		handler: func(ctx context.Context, call *Call) (any, error) {
 			var req Req

@@ -69,6 +69,7 @@ type serviceConfig struct {
 	drain       time.Duration
 	noFaults    bool
 	status      []statusReporter
+	observers   []Observer // see observe.go
 }
 
 type statusReporter struct {
@@ -229,7 +230,8 @@ type endpoint struct {
 	handler     Handler
 
 	requests, errors, nanos atomic.Int64
-	lastErr                 atomic.Value // string
+	lastErr                 atomic.Value  // string
+	expectP99               time.Duration // ExpectLatency; 0 if none
 }
 
 func (s *Service) addEndpoint(e *endpoint) {
@@ -256,7 +258,7 @@ func (s *Service) Start(ctx context.Context, conn *bus.Conn) error {
 	s.conn = conn
 	s.started = time.Now()
 	s.stop = make(chan struct{})
-	s.cl = NewClient(conn, append([]ClientOption{WithCaller(s.name)}, s.cfg.clientOpts...)...)
+	s.cl = NewClient(conn, append(append([]ClientOption{WithCaller(s.name)}, s.cfg.clientOpts...), s.observerClientOptions()...)...)
 	s.mu.Unlock()
 
 	shared, own := wire.ServiceSubjects(s.name, s.id)
@@ -402,13 +404,16 @@ func (s *Service) serveRequest(ctx context.Context, m *bus.Message) *bus.Message
 	env, err := wire.DecodeEnvelope(m.Header)
 	if err != nil {
 		wire.EncodeError(reply.Header, err)
+		s.observeRequest(name, "", err, start)
 		return reply
 	}
 	env.Service, env.Endpoint = s.name, name
 	ct := env.ContentType
 	e := s.endpoints[name]
 	if e == nil {
-		wire.EncodeError(reply.Header, s.unknownEndpoint(name))
+		err := s.unknownEndpoint(name)
+		wire.EncodeError(reply.Header, err)
+		s.observeRequest(name, env.Caller, err, start)
 		return reply
 	}
 	fault := s.faults.endpoint(name)
@@ -416,6 +421,7 @@ func (s *Service) serveRequest(ctx context.Context, m *bus.Message) *bus.Message
 	if fault.dropped() {
 		e.requests.Add(1)
 		e.nanos.Add(int64(time.Since(start)))
+		s.observeRequest(name, env.Caller, err, start)
 		return nil // injected: the caller hears nothing and waits for its deadline
 	}
 	if err == nil {
@@ -437,6 +443,7 @@ func (s *Service) serveRequest(ctx context.Context, m *bus.Message) *bus.Message
 		wire.EncodeError(reply.Header, err)
 		reply.Header[wire.HeaderVersion] = s.version // helps tell which version failed
 	}
+	s.observeRequest(name, env.Caller, err, start)
 	return reply
 }
 

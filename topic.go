@@ -100,7 +100,13 @@ func (c *Client) PublishRaw(ctx context.Context, topic string, meta wire.Event, 
 	if parent, ok := CallFrom(ctx); ok && parent.Envelope.TraceParent != "" {
 		h[wire.HeaderTraceParent] = parent.Envelope.TraceParent
 	}
-	return c.conn.Publish(ctx, &bus.Message{Subject: topic, Header: h, Body: body, ID: meta.ID})
+	if c.onPublish == nil {
+		return c.conn.Publish(ctx, &bus.Message{Subject: topic, Header: h, Body: body, ID: meta.ID})
+	}
+	start := time.Now()
+	err := c.conn.Publish(ctx, &bus.Message{Subject: topic, Header: h, Body: body, ID: meta.ID})
+	c.onPublish(PublishResult{Caller: c.caller, Topic: topic, Code: bus.ErrorCode(err), Duration: time.Since(start)})
+	return err
 }
 
 // EventInfo is what a consumer knows about the event it handles.
@@ -211,7 +217,7 @@ func (t TopicDef[E]) Declare(svc *Service) {
 
 func (c *consumer) start(ctx context.Context, s *Service) error {
 	c.chain(s.cfg.consumerMW)
-	sub, err := s.conn.Subscribe(ctx, c.topic, c.group, c.h, c.opts)
+	sub, err := s.conn.Subscribe(ctx, c.topic, c.group, c.h, s.observed(c.opts))
 	if err != nil {
 		return err
 	}
