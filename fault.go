@@ -109,33 +109,27 @@ func (fs *faultSet) set(faults []wire.Fault, d time.Duration) []*activeFault {
 // clear removes the faults on the targets named (all without any) and
 // returns them.
 func (fs *faultSet) clear(targets []wire.Fault) []*activeFault {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	var removed []*activeFault
-	fs.list = slices.DeleteFunc(fs.list, func(o *activeFault) bool {
-		hit := len(targets) == 0 || slices.ContainsFunc(targets, func(t wire.Fault) bool { return t.Target() == o.Target() })
-		if hit {
-			removed = append(removed, o)
-		}
-		return hit
+	return fs.remove(func(o *activeFault) bool {
+		return len(targets) == 0 || slices.ContainsFunc(targets, func(t wire.Fault) bool { return t.Target() == o.Target() })
 	})
-	if len(removed) > 0 {
-		fs.publish()
-	}
-	return removed
 }
 
 // expire removes exactly these faults if they are still in force.
 func (fs *faultSet) expire(faults []*activeFault) []*activeFault {
+	return fs.remove(func(o *activeFault) bool { return slices.Contains(faults, o) })
+}
+
+// remove drops the faults hit selects and returns them.
+func (fs *faultSet) remove(hit func(*activeFault) bool) []*activeFault {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	var removed []*activeFault
 	fs.list = slices.DeleteFunc(fs.list, func(o *activeFault) bool {
-		hit := slices.Contains(faults, o)
-		if hit {
+		if hit(o) {
 			removed = append(removed, o)
+			return true
 		}
-		return hit
+		return false
 	})
 	if len(removed) > 0 {
 		fs.publish()
