@@ -24,6 +24,8 @@ type Client struct {
 	timeout time.Duration
 	mw      []ClientMiddleware
 	invoker Invoker
+	pmw     []PublishMiddleware
+	publish Publisher
 	disc    *Discovery
 	owned   bool
 	err     error // set on a client that cannot be used
@@ -45,6 +47,12 @@ func WithClientMiddleware(mw ...ClientMiddleware) ClientOption {
 	return func(c *Client) { c.mw = append(c.mw, mw...) }
 }
 
+// WithPublishMiddleware appends publish middleware, run on every event the
+// client publishes (the first is outermost).
+func WithPublishMiddleware(mw ...PublishMiddleware) ClientOption {
+	return func(c *Client) { c.pmw = append(c.pmw, mw...) }
+}
+
 // NewClient returns a client on conn. conn stays owned by the caller.
 func NewClient(conn *bus.Conn, opts ...ClientOption) *Client {
 	c := &Client{conn: conn, caller: "client", timeout: 10 * time.Second}
@@ -52,6 +60,9 @@ func NewClient(conn *bus.Conn, opts ...ClientOption) *Client {
 		o(c)
 	}
 	c.invoker = chainClient(c.send, c.mw)
+	c.publish = chainPublish(func(ctx context.Context, p *Publication) error {
+		return c.conn.Publish(ctx, &bus.Message{Subject: p.Topic, Header: p.Header, Body: p.Body, ID: p.Event.ID})
+	}, c.pmw)
 	c.disc = NewDiscovery(conn)
 	return c
 }

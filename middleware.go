@@ -86,3 +86,32 @@ func chainConsumer(h EventHandler, mw []ConsumerMiddleware) EventHandler {
 	}
 	return h
 }
+
+// Publication is one event publish as publish middleware sees it, just
+// before it goes to the broker.
+type Publication struct {
+	// Topic is the topic published to.
+	Topic string
+	// Event holds the CloudEvents attributes, already written into Header.
+	Event wire.Event
+	// Header holds the message headers about to be sent; middleware may add
+	// to them (trace context, for instance).
+	Header bus.Header
+	// Body is the encoded event.
+	Body []byte
+}
+
+// Publisher stores a publication durably; it returns nil only after the
+// broker confirmed it.
+type Publisher func(ctx context.Context, p *Publication) error
+
+// PublishMiddleware wraps a Publisher, for concerns that apply to every
+// publish of a client or service: tracing, metrics.
+type PublishMiddleware func(Publisher) Publisher
+
+func chainPublish(p Publisher, mw []PublishMiddleware) Publisher {
+	for i := len(mw) - 1; i >= 0; i-- {
+		p = mw[i](p)
+	}
+	return p
+}

@@ -100,11 +100,12 @@ func (c *Client) PublishRaw(ctx context.Context, topic string, meta wire.Event, 
 	if parent, ok := CallFrom(ctx); ok && parent.Envelope.TraceParent != "" {
 		h[wire.HeaderTraceParent] = parent.Envelope.TraceParent
 	}
+	pub := &Publication{Topic: topic, Event: meta, Header: h, Body: body}
 	if c.onPublish == nil {
-		return c.conn.Publish(ctx, &bus.Message{Subject: topic, Header: h, Body: body, ID: meta.ID})
+		return c.publish(ctx, pub)
 	}
 	start := time.Now()
-	err := c.conn.Publish(ctx, &bus.Message{Subject: topic, Header: h, Body: body, ID: meta.ID})
+	err := c.publish(ctx, pub) // publish middleware (tracing) included
 	c.onPublish(PublishResult{Caller: c.caller, Topic: topic, Code: bus.ErrorCode(err), Duration: time.Since(start)})
 	return err
 }
