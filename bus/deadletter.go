@@ -42,8 +42,20 @@ type DeadLetterPlace struct {
 }
 
 // DeadLetterFeatures says which dead-letter operations the connection's
-// driver supports; what it cannot do, Why explains.
-type DeadLetterFeatures = driver.DeadLetterFeatures
+// driver supports; what it cannot do, Why explains (for the user, with
+// what to do instead).
+type DeadLetterFeatures struct {
+	// ListPlaces: DeadLetterPlaces works.
+	ListPlaces bool
+	// Browse: DeadLetters and DeadLetter work.
+	Browse bool
+	// Delete: PurgeDeadLetters works.
+	Delete bool
+	// Replay: ReplayDeadLetters works.
+	Replay bool
+	// Why says what the missing operations would need.
+	Why string
+}
 
 // DeadLetter is a stored dead letter, with the facts of its Sb-Dead-*
 // headers parsed.
@@ -143,12 +155,12 @@ func cmpOr(s, def string) string {
 // driver supports. A driver without any reports all false.
 func (c *Conn) DeadLetterSupport() DeadLetterFeatures {
 	if d, ok := c.drv.(driver.DeadLetters); ok {
-		return d.DeadLetterFeatures()
+		return DeadLetterFeatures(d.DeadLetterFeatures())
 	}
 	return DeadLetterFeatures{Why: "this broker's driver cannot inspect dead letters in place"}
 }
 
-func unsupported(what string, f DeadLetterFeatures) error {
+func unsupported(what string, f driver.DeadLetterFeatures) error {
 	msg := "bus: this broker cannot " + what
 	if f.Why != "" {
 		msg += ": " + f.Why
