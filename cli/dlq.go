@@ -44,7 +44,7 @@ events carry the header Sb-Replayed (how many times replayed) and
 Sb-Replay-Of (the dead letter's ID).
 
 RabbitMQ cannot list its queues over AMQP, so there 'list' needs --group
-and --topic.`,
+and --topic (without them it ends with exit code 1 and says so).`,
 		Example: `  switchboard dlq list
   switchboard dlq list --group billing --topic order.placed
   switchboard dlq show --group billing --topic order.placed 42

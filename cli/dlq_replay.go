@@ -65,7 +65,8 @@ func newDLQReplayCmd(g *GlobalOptions) *cobra.Command {
 their group alone, oldest first, with their original body and headers
 (CloudEvents attributes included; the Sb-Dead-* headers removed) plus
 Sb-Replayed (how many times replayed: 1, 2, …), Sb-Replay-Of (the dead
-letter's ID) and Sb-Replay-Group. Other groups on the topic do not see it.
+letter's ID) and Sb-Replay-Group. Other groups on the topic do not handle
+it.
 
 Each dead letter is removed only after the broker confirmed its replay, so
 a replay that fails part way loses nothing: the error says how many were
@@ -76,7 +77,7 @@ The group must still consume the topic (its queue or consumer exists):
 otherwise nothing is replayed and the command ends with exit code 4, as it
 does for an unknown ID.
 
-With -o json the output is {"replayed":[IDs],"count":N}.`,
+With -o json the output is {"group","topic","replayed":[IDs],"count":N}.`,
 		Example: `  switchboard dlq replay --group billing --topic order.placed 42 43
   switchboard dlq replay --group billing --topic order.placed --all
   switchboard dlq replay --group billing --topic order.placed --all --reason-match 'timeout' --since 1h`,
@@ -163,7 +164,7 @@ func newDLQPurgeCmd(g *GlobalOptions) *cobra.Command {
 deleted: the command says how many would be and ends with exit code 2.
 An unknown ID ends with exit code 4 and deletes nothing.
 
-With -o json the output is {"purged":[IDs],"count":N}.`,
+With -o json the output is {"group","topic","purged":[IDs],"count":N}.`,
 		Example: `  switchboard dlq purge --group billing --topic order.placed 42 --yes
   switchboard dlq purge --group billing --topic order.placed --all --until 168h --yes`,
 		RunE: runCommand(o),
