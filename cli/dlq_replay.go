@@ -132,6 +132,7 @@ func (o *DLQReplayOptions) Run(ctx context.Context) error {
 		if len(res.NotRemoved) > 0 {
 			e.Message += fmt.Sprintf(" (%s were replayed but not removed: a later replay repeats them)", strings.Join(ids(res.NotRemoved), ", "))
 		}
+		e.Hint = "fix the cause, then run the same command again to replay the rest"
 		return e
 	}
 	if o.JSON() {
