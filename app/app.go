@@ -3,6 +3,12 @@
 // this machine), connects with every registered driver, starts the services,
 // and shuts them down gracefully on SIGINT or SIGTERM.
 //
+// Every service it runs gets health checks (package health: published on
+// the bus, shown by `switchboard health`) and Prometheus metrics (package
+// metrics) without code from its author. With $SWITCHBOARD_ADMIN_ADDR set
+// (e.g. ":9090") the process also serves /healthz, /readyz and /metrics on
+// that address (package admin); unset, no port is opened.
+//
 // It is the one place that links the broker drivers into a service binary;
 // the SDK itself stays broker-neutral.
 package app
@@ -11,20 +17,28 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/switchboard-dev/switchboard"
+	"github.com/switchboard-dev/switchboard/admin"
 	"github.com/switchboard-dev/switchboard/bus"
 	_ "github.com/switchboard-dev/switchboard/bus/amqpbus" // amqp:// and amqps://
 	_ "github.com/switchboard-dev/switchboard/bus/natsbus" // nats:// and embedded://
+	"github.com/switchboard-dev/switchboard/health"
 	"github.com/switchboard-dev/switchboard/internal/devstate"
 )
 
 // EnvBus is the environment variable naming the bus URL.
 const EnvBus = "SWITCHBOARD_BUS"
+
+// EnvAdmin is the environment variable naming the address of the admin HTTP
+// port (/healthz, /readyz, /metrics), e.g. ":9090" or "127.0.0.1:0". Unset
+// or empty: no admin port (health is still published on the bus).
+const EnvAdmin = "SWITCHBOARD_ADMIN_ADDR"
 
 // ErrNoBus means no bus URL was given and no dev platform is running.
 var ErrNoBus = errors.New("no bus to connect to: start `go run ./cmd/switchboard dev` in another terminal, or set " + EnvBus + " (e.g. nats://127.0.0.1:4222), or pass --bus URL")
@@ -69,26 +83,70 @@ func Run(svcs ...*switchboard.Service) error {
 
 // RunContext is Run with a context whose end stops the services, and an
 // explicit bus URL ("" resolves it as BusURL does).
+//
+// The admin address is $SWITCHBOARD_ADMIN_ADDR; RunOptions takes one
+// explicitly.
 func RunContext(ctx context.Context, busURL string, svcs ...*switchboard.Service) error {
+	return RunOptions(ctx, Options{BusURL: busURL, AdminAddr: os.Getenv(EnvAdmin)}, svcs...)
+}
+
+// Options configure RunOptions.
+type Options struct {
+	// BusURL is the bus to connect to; "" resolves it as BusURL does.
+	BusURL string
+	// AdminAddr, if set, is where the admin HTTP server listens (/healthz,
+	// /readyz, /metrics; see package admin), e.g. ":9090".
+	AdminAddr string
+	// Ready, if set, is called once the services and their health checks
+	// run, with the admin server (whose URL is "" without AdminAddr).
+	Ready func(*admin.Server)
+}
+
+// RunOptions is RunContext with explicit options.
+func RunOptions(ctx context.Context, opts Options, svcs ...*switchboard.Service) error {
 	if err := Prepare(svcs...); err != nil {
 		return err
 	}
+	adm := admin.New()
+	checkers := make([]*health.Checker, len(svcs))
+	for i, s := range svcs {
+		checkers[i] = adm.Attach(s) // before Start: observers are fixed then
+	}
+	if opts.AdminAddr != "" {
+		if err := adm.Listen(opts.AdminAddr); err != nil {
+			return err
+		}
+		slog.Info("admin HTTP server listening", "url", adm.URL(), "paths", "/healthz /readyz /metrics")
+		defer func() {
+			sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer scancel()
+			_ = adm.Shutdown(sctx)
+		}()
+	}
 	octx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	conn, err := Connect(octx, busURL)
+	conn, err := Connect(octx, opts.BusURL)
 	cancel()
 	if err != nil {
 		return err
 	}
 	var started []*switchboard.Service
-	for _, s := range svcs {
+	var running []*health.Checker
+	for i, s := range svcs {
 		// A signal during start-up must not leave a service half-started:
 		// start fully, then stop gracefully below.
 		if err = s.Start(context.WithoutCancel(ctx), conn); err != nil {
 			break
 		}
 		started = append(started, s)
+		if err = checkers[i].Start(context.WithoutCancel(ctx)); err != nil {
+			break
+		}
+		running = append(running, checkers[i])
 	}
 	if err == nil {
+		if opts.Ready != nil {
+			opts.Ready(adm)
+		}
 		<-ctx.Done()
 	}
 	sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -96,6 +154,10 @@ func RunContext(ctx context.Context, busURL string, svcs ...*switchboard.Service
 	var errs []error
 	if err != nil {
 		errs = append(errs, err)
+	}
+	// Checkers first: readiness turns traffic away while services drain.
+	for _, c := range running {
+		errs = append(errs, c.Stop(sctx))
 	}
 	for _, s := range started {
 		errs = append(errs, s.Shutdown(sctx))

@@ -43,6 +43,9 @@ const (
 	// describe), or a named dead-letter place or dead letter does not
 	// exist (dlq).
 	ExitNotFound = 4
+	// ExitUnhealthy means `switchboard health` found at least one instance
+	// with an unhealthy check (degraded ones do not count: they serve).
+	ExitUnhealthy = 5
 )
 
 // exitCodesHelp is the part of the root help that documents exit codes and
@@ -57,6 +60,8 @@ const exitCodesHelp = `Exit codes:
      no 'switchboard dev' running
   4  not found: the named service is not running, or the named
      dead-letter group, topic or ID does not exist
+  5  unhealthy: 'switchboard health' found an instance with an unhealthy
+     check (degraded instances still serve and exit 0)
 
 Errors go to stderr as "switchboard: <what was wrong>" followed by
 "hint: <what to try>". With -o json, stderr instead holds one JSON object:
@@ -187,6 +192,7 @@ writes to ./.switchboard/dev.json and to your user config directory).
 		newDevCmd,
 		newBenchCmd,
 		newFaultCmd,
+		newHealthCmd,
 	} {
 		root.AddCommand(add(g))
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/switchboard-dev/switchboard/admin"
 	"github.com/switchboard-dev/switchboard/bus"
 	"github.com/switchboard-dev/switchboard/bus/natsbus"
 	"github.com/switchboard-dev/switchboard/internal/devstate"
@@ -55,6 +56,9 @@ type DevOptions struct {
 	WorkloadRate float64
 	// Quiet logs only warnings and errors.
 	Quiet bool
+	// AdminAddr is where the admin HTTP server of the whole dev process
+	// listens (/healthz, /readyz, /metrics); "" turns it off.
+	AdminAddr string
 
 	syncAlways   bool
 	syncInterval time.Duration
@@ -91,8 +95,14 @@ workload run on that broker, which keeps the data, so --data, --port and
 --sync do not apply and no state file is written: point other terminals at
 the same bus with --bus or $SWITCHBOARD_BUS.
 
+Health and metrics: every example service runs the built-in health checks
+('switchboard health' shows them) and is instrumented with Prometheus
+metrics; one admin HTTP server for the whole process (--admin, a free port
+on 127.0.0.1 by default, printed when ready) serves /metrics, /readyz and
+/healthz for all of them.
+
 With -o json, dev prints one JSON object when it is ready:
-{"bus_url": …, "data_dir": …, "pid": …, "ready_ms": …}.`,
+{"bus_url": …, "data_dir": …, "pid": …, "ready_ms": …, "admin_url": …}.`,
 		Example: `  switchboard dev
   switchboard dev --data /tmp/sb --port 0 --workload-rate 0
   switchboard dev --sync 1s --quiet
@@ -120,6 +130,7 @@ With -o json, dev prints one JSON object when it is ready:
 	f.StringVar(&o.Sync, "sync", "always", `when JetStream fsyncs: "always" (every event) or an interval such as 1s`)
 	f.Float64Var(&o.WorkloadRate, "workload-rate", DefaultWorkloadRate, "trips per second the example workload requests (0: none)")
 	f.BoolVar(&o.Quiet, "quiet", false, "log only warnings and errors")
+	f.StringVar(&o.AdminAddr, "admin", "127.0.0.1:0", `address of the admin HTTP server: /healthz, /readyz and /metrics of every service (default a free port; "" for none)`)
 	return cmd
 }
 
@@ -165,6 +176,9 @@ type DevInfo struct {
 	DataDir string `json:"data_dir"`
 	PID     int    `json:"pid"`
 	ReadyMS int64  `json:"ready_ms"`
+	// AdminURL is the admin HTTP server (/healthz, /readyz, /metrics), ""
+	// when --admin "" turned it off.
+	AdminURL string `json:"admin_url,omitempty"`
 }
 
 // Run starts the platform and blocks until ctx ends, then shuts it down.
@@ -236,7 +250,21 @@ func (o *DevOptions) Run(ctx context.Context) (err error) {
 		return nil
 	})
 
-	platform, err := startExamples(ctx, conn, o.WorkloadRate, log)
+	adm := admin.New()
+	if o.AdminAddr != "" {
+		if err := adm.Listen(o.AdminAddr); err != nil {
+			return &ExitError{Exit: ExitFailed, Code: "Unavailable", Message: "start the admin HTTP server: " + trimPrefix(strings.TrimPrefix(err.Error(), "admin: ")),
+				Hint: "is the address taken? --admin 127.0.0.1:0 picks a free port, --admin '' runs none", Err: err}
+		}
+		info.AdminURL = adm.URL()
+		stops = append(stops, func(ctx context.Context) error {
+			if err := adm.Shutdown(ctx); err != nil {
+				return fmt.Errorf("stop the admin HTTP server: %w", err)
+			}
+			return nil
+		})
+	}
+	platform, err := startExamples(ctx, conn, o.WorkloadRate, log, adm)
 	if err != nil {
 		return fmt.Errorf("start the example services: %w", err)
 	}
@@ -296,6 +324,9 @@ func (o *DevOptions) banner(info DevInfo, p *examplePlatform) {
 		fmt.Fprintf(tw, "  data\tkept by the broker\n")
 	}
 	fmt.Fprintf(tw, "  services\t%s\n", joinOrDash(p.Names()))
+	if info.AdminURL != "" {
+		fmt.Fprintf(tw, "  admin\t%s  (/metrics /readyz /healthz)\n", info.AdminURL)
+	}
 	if o.WorkloadRate > 0 {
 		fmt.Fprintf(tw, "  workload\t%g trips/s\n", o.WorkloadRate)
 	} else {

@@ -7,10 +7,12 @@ import (
 	"log/slog"
 
 	"github.com/switchboard-dev/switchboard"
+	"github.com/switchboard-dev/switchboard/admin"
 	"github.com/switchboard-dev/switchboard/app"
 	"github.com/switchboard-dev/switchboard/bus"
 	"github.com/switchboard-dev/switchboard/examples/ridehail"
 	"github.com/switchboard-dev/switchboard/examples/ridehail/workload"
+	"github.com/switchboard-dev/switchboard/health"
 )
 
 // examplePlatform is what `switchboard dev` runs on its bus: the
@@ -22,27 +24,35 @@ type examplePlatform struct {
 	stop     context.CancelFunc // ends the workload
 	done     chan struct{}      // closed when the workload returned
 	log      *slog.Logger
+	checkers []*health.Checker // the services' health checks, when running
 }
 
 // startExamples starts the example services on conn and the workload at
-// rate trips per second (none if rate is 0).
-func startExamples(ctx context.Context, conn *bus.Conn, rate float64, log *slog.Logger) (*examplePlatform, error) {
+// rate trips per second (none if rate is 0), with their health checks and
+// metrics on adm.
+func startExamples(ctx context.Context, conn *bus.Conn, rate float64, log *slog.Logger, adm *admin.Server) (*examplePlatform, error) {
 	p := &examplePlatform{rate: rate, log: log, done: make(chan struct{})}
 	svcs := ridehail.Services(log)
 	if err := app.Prepare(svcs...); err != nil {
 		return nil, err
 	}
 	for _, svc := range svcs {
+		chk := adm.Attach(svc).WithLogger(log)
 		if err := svc.Start(ctx, conn); err != nil {
 			return nil, errors.Join(err, p.Shutdown(context.Background()))
 		}
 		p.services = append(p.services, svc)
+		if err := chk.Start(ctx); err != nil {
+			return nil, errors.Join(err, p.Shutdown(context.Background()))
+		}
+		p.checkers = append(p.checkers, chk)
 	}
 	if rate <= 0 {
 		close(p.done)
 		return p, nil
 	}
-	p.client = switchboard.NewClient(conn, switchboard.WithCaller("workload"))
+	p.client = switchboard.NewClient(conn, switchboard.WithCaller("workload"),
+		switchboard.WithClientMiddleware(adm.Metrics().ClientMiddleware()))
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p.stop = cancel
 	go func() {
@@ -72,7 +82,7 @@ func (p *examplePlatform) TryCommands() []string {
 	} else {
 		cmds = append(cmds, `switchboard call pricing quote '{"pickup":{"lat":52.37,"lng":4.89},"dropoff":{"lat":52.36,"lng":4.92}}'`)
 	}
-	return append(cmds, "switchboard watch 'trip.>'")
+	return append(cmds, "switchboard watch 'trip.>'", "switchboard health")
 }
 
 // Shutdown stops the workload, then the services in reverse start order:
@@ -87,6 +97,9 @@ func (p *examplePlatform) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("the workload did not stop: %w", ctx.Err())
 	}
 	var errs []error
+	for _, c := range p.checkers { // first: readiness fails while services drain
+		errs = append(errs, c.Stop(ctx))
+	}
 	if p.client != nil {
 		errs = append(errs, p.client.Close())
 	}

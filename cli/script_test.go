@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/switchboard-dev/switchboard/bus"
 	"github.com/switchboard-dev/switchboard/bus/natsbus"
 	"github.com/switchboard-dev/switchboard/cli"
+	"github.com/switchboard-dev/switchboard/health"
 	"github.com/switchboard-dev/switchboard/internal/devstate"
 )
 
@@ -132,6 +134,7 @@ func startGreeters(t *testing.T, url string) {
 		}
 		t.Cleanup(func() { svc.Shutdown(context.Background()) })
 	}
+	startPatient(t, conn)
 	// chaos is for fault.txtar alone: faults injected into it cannot
 	// disturb the scripts that call greeter at the same time.
 	for range 2 {
@@ -145,6 +148,38 @@ func startGreeters(t *testing.T, url string) {
 		}
 		t.Cleanup(func() { svc.Shutdown(context.Background()) })
 	}
+}
+
+// The patient service is for health*.txtar alone: its "set" endpoint makes
+// its custom check unhealthy or healthy again, which no other script sees.
+type setHealth struct {
+	Unhealthy bool `json:"unhealthy"`
+}
+
+var patientSet = switchboard.Endpoint[*setHealth, *helloReply]("patient", "set")
+
+func startPatient(t *testing.T, conn *bus.Conn) {
+	t.Helper()
+	var sick atomic.Bool
+	svc := switchboard.NewService("patient", "1.0.0", switchboard.WithLogger(slog.New(slog.DiscardHandler)))
+	patientSet.Handle(svc, func(ctx context.Context, req *setHealth) (*helloReply, error) {
+		sick.Store(req.Unhealthy)
+		return &helloReply{Greeting: fmt.Sprintf("unhealthy=%v", req.Unhealthy)}, nil
+	})
+	chk := health.For(svc).Add("appetite", func(ctx context.Context) health.Result {
+		if sick.Load() {
+			return health.Unhealthyf("refuses to eat")
+		}
+		return health.OK("eats well")
+	}).WithLogger(slog.New(slog.DiscardHandler))
+	if err := svc.Start(context.Background(), conn); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Shutdown(context.Background()) })
+	if err := chk.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { chk.Stop(context.Background()) })
 }
 
 // cmdExits runs a program like exec and checks its exit code, and with

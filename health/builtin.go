@@ -1,0 +1,152 @@
+package health
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/bus"
+)
+
+// Thresholds of the built-in checks.
+const (
+	// SlowBus: a bus round trip slower than this is Degraded.
+	SlowBus = time.Second
+	// BusyShare: an endpoint with this share of its MaxInFlight busy is
+	// Degraded (near its limit; at the limit calls are refused).
+	BusyShare = 0.8
+	// MinLatencySamples is how many calls the latency check needs in its
+	// window before it judges a percentile.
+	MinLatencySamples = 20
+)
+
+// checkBus sends a request to the instance itself through the broker: it
+// answers only if the connection is up and the broker routes, which is what
+// serving needs.
+func (c *Checker) checkBus(ctx context.Context) Result {
+	c.mu.Lock()
+	conn := c.conn
+	c.mu.Unlock()
+	if conn == nil {
+		return Unhealthyf("not connected")
+	}
+	start := time.Now()
+	_, err := conn.Request(ctx, &bus.Message{Subject: CheckSubject(c.svc.ID()), Header: bus.Header{}})
+	took := time.Since(start)
+	switch {
+	case err == nil && took > SlowBus:
+		return Degradedf("the broker at %s answered in %s (slow: over %s)", conn.URL(), took.Round(time.Millisecond), SlowBus)
+	case err == nil:
+		return OK("connected to %s (round trip %s)", conn.URL(), roundDur(took))
+	case bus.IsNoResponders(err):
+		return Unhealthyf("connected to %s, but the instance's own subscriptions are gone", conn.URL())
+	}
+	return Unhealthyf("no round trip through %s: %v", conn.URL(), strings.TrimPrefix(err.Error(), "bus: "))
+}
+
+// checkCapacity compares each endpoint's in-flight handlers with its
+// MaxInFlight, and counts calls refused because the endpoint was full.
+// Queue depth is not known to the drivers yet, so it is not part of it.
+func (c *Checker) checkCapacity(context.Context) Result {
+	var busy, refused []string
+	loads := c.svc.Load()
+	if len(loads) == 0 {
+		return OK("no endpoints")
+	}
+	worst := 0.0
+	for _, l := range loads {
+		share := 0.0
+		if l.MaxInFlight > 0 {
+			share = float64(l.InFlight) / float64(l.MaxInFlight)
+		}
+		worst = max(worst, share)
+		if share >= BusyShare {
+			busy = append(busy, fmt.Sprintf("%s %d/%d in flight", l.Endpoint, l.InFlight, l.MaxInFlight))
+		}
+		if c.win != nil {
+			if n := c.win.endpoint(l.Endpoint).refused; n > 0 {
+				refused = append(refused, fmt.Sprintf("%s refused %d calls (MaxInFlight %d)", l.Endpoint, n, l.MaxInFlight))
+			}
+		}
+	}
+	if len(busy) > 0 || len(refused) > 0 {
+		return Degradedf("%s", strings.Join(append(busy, refused...), "; "))
+	}
+	return OK("%d endpoints, busiest at %.0f%% of its MaxInFlight", len(loads), worst*100)
+}
+
+// checkLatency compares each endpoint's observed 99th percentile over the
+// last one to two intervals with what it declared (ExpectLatency).
+func (c *Checker) checkLatency(context.Context) Result {
+	if c.win == nil {
+		return OK("not tracked: health was attached after the service started")
+	}
+	var slow, fine []string
+	declared := 0
+	for _, l := range c.svc.Load() {
+		if l.ExpectP99 <= 0 {
+			continue
+		}
+		declared++
+		st := c.win.endpoint(l.Endpoint)
+		if st.n < MinLatencySamples {
+			fine = append(fine, fmt.Sprintf("%s: %d calls, too few to judge", l.Endpoint, st.n))
+			continue
+		}
+		p99 := st.quantile(0.99)
+		if p99 > l.ExpectP99 {
+			slow = append(slow, fmt.Sprintf("%s p99 %s > expected %s (%d calls)", l.Endpoint, roundDur(p99), l.ExpectP99, st.n))
+		} else {
+			fine = append(fine, fmt.Sprintf("%s p99 %s <= %s", l.Endpoint, roundDur(p99), l.ExpectP99))
+		}
+	}
+	switch {
+	case declared == 0:
+		return OK("no endpoint declares an expected latency (switchboard.ExpectLatency)")
+	case len(slow) > 0:
+		return Degradedf("%s", strings.Join(slow, "; "))
+	}
+	return OK("%s", strings.Join(fine, "; "))
+}
+
+// checkEvents reports events dead-lettered or retried by the service's
+// consumers over the last one to two intervals.
+func (c *Checker) checkEvents(context.Context) Result {
+	subs := c.svc.Consumers()
+	if len(subs) == 0 {
+		return OK("no consumers")
+	}
+	if c.win == nil {
+		return OK("%d consumers; not tracked: health was attached after the service started", len(subs))
+	}
+	ts := c.win.topics()
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Topic+ts[i].Group < ts[j].Topic+ts[j].Group })
+	var dead, retried []string
+	for _, t := range ts {
+		if n := t.dead + t.dropped; n > 0 {
+			dead = append(dead, fmt.Sprintf("%s (group %s): %d dead-lettered", t.Topic, t.Group, n))
+		}
+		if t.retried > 0 {
+			retried = append(retried, fmt.Sprintf("%s (group %s): %d retried", t.Topic, t.Group, t.retried))
+		}
+	}
+	if len(dead) > 0 {
+		return Degradedf("%s", strings.Join(append(dead, retried...), "; "))
+	}
+	if len(retried) > 0 {
+		return OK("%d consumers; %s", len(subs), strings.Join(retried, "; "))
+	}
+	return OK("%d consumers, no failures", len(subs))
+}
+
+func roundDur(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}
