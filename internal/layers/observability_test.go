@@ -13,12 +13,14 @@ import (
 func TestObservabilityStaysOutOfTheCore(t *testing.T) {
 	observability := []string{"github.com/prometheus/", "github.com/jackc/pgx/", "github.com/redis/go-redis/"}
 	rules := map[string][]string{
-		mod + "/bus":     observability,
-		mod + "/wire":    observability,
-		mod:              append(observability, mod+"/health", mod+"/metrics", mod+"/admin"),
-		mod + "/health":  {"github.com/prometheus/", "github.com/jackc/pgx/", "github.com/redis/go-redis/", mod + "/metrics", mod + "/admin", mod + "/app", mod + "/cli", mod + "/examples/", mod + "/bus/natsbus", mod + "/bus/amqpbus"},
-		mod + "/metrics": {"github.com/jackc/pgx/", "github.com/redis/go-redis/", mod + "/health", mod + "/admin", mod + "/app", mod + "/cli", mod + "/examples/", mod + "/bus/natsbus", mod + "/bus/amqpbus"},
-		mod + "/admin":   {"github.com/jackc/pgx/", "github.com/redis/go-redis/", mod + "/app", mod + "/cli", mod + "/examples/", mod + "/bus/natsbus", mod + "/bus/amqpbus"},
+		mod + "/bus":                observability,
+		mod + "/wire":               observability,
+		mod:                         append(observability, mod+"/health", mod+"/metrics", mod+"/admin"),
+		mod + "/health":             {"github.com/prometheus/", "github.com/jackc/pgx/", "github.com/redis/go-redis/", mod + "/metrics", mod + "/admin", mod + "/app", mod + "/cli", mod + "/examples/", mod + "/bus/natsbus", mod + "/bus/amqpbus"},
+		mod + "/metrics":            {"github.com/jackc/pgx/", "github.com/redis/go-redis/", mod + "/health", mod + "/admin", mod + "/app", mod + "/cli", mod + "/examples/", mod + "/bus/natsbus", mod + "/bus/amqpbus"},
+		mod + "/admin":              {"github.com/jackc/pgx/", "github.com/redis/go-redis/", mod + "/app", mod + "/cli", mod + "/examples/", mod + "/bus/natsbus", mod + "/bus/amqpbus"},
+		mod + "/health/pghealth":    {mod + "/app", mod + "/cli", mod + "/admin", "github.com/redis/go-redis/", "github.com/prometheus/"},
+		mod + "/health/redishealth": {mod + "/app", mod + "/cli", mod + "/admin", "github.com/jackc/pgx/", "github.com/prometheus/"},
 	}
 	var pkgs []string
 	for p := range rules {
