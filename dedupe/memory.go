@@ -98,11 +98,12 @@ func (m *Memory) Claim(_ context.Context, key string, lease time.Duration) (Clai
 func (m *Memory) Extend(_ context.Context, c Claim, lease time.Duration) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	now := time.Now()
 	e, ok := m.keys[c.Key]
-	if !ok || e.elem != nil || e.token != c.Token {
-		return ErrLeaseLost
+	if !ok || e.elem != nil || e.token != c.Token || !now.Before(e.until) {
+		return ErrLeaseLost // as in the shared stores, an expired lease is lost
 	}
-	e.until = time.Now().Add(lease)
+	e.until = now.Add(lease)
 	return nil
 }
 

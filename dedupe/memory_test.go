@@ -99,6 +99,12 @@ func TestMemoryLeaseExpiresExactly(t *testing.T) {
 		if err := m.Extend(ctx, old, time.Minute); err != dedupe.ErrLeaseLost {
 			t.Fatalf("stale extend: %v", err)
 		}
+		// A lease that expired is lost even if nobody took it over.
+		lapsed := mustClaim(t, m, "k2", time.Second, dedupe.Claimed)
+		time.Sleep(time.Second)
+		if err := m.Extend(ctx, lapsed, time.Minute); err != dedupe.ErrLeaseLost {
+			t.Fatalf("extend of a lapsed lease: %v", err)
+		}
 	})
 }
 

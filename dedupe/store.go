@@ -61,6 +61,7 @@ const (
 	Busy
 )
 
+// String returns the status's name: "claimed", "done" or "busy".
 func (s Status) String() string {
 	switch s {
 	case Claimed:

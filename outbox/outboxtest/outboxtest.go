@@ -63,6 +63,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("every committed event is published once with its id and a rolled back one never", func(t *testing.T) { testPublishes(t, h) })
 	t.Run("an invalid message is refused inside the transaction", func(t *testing.T) { testInvalid(t, h) })
 	t.Run("a failed publish is recorded, stops its key and is retried", func(t *testing.T) { testFailure(t, h) })
+	t.Run("a record that cannot be published holds up its key only", func(t *testing.T) { testPoison(t, h) })
 	t.Run("two relays never publish one record at the same time", func(t *testing.T) { testTwoRelays(t, h) })
 	t.Run("records of one key are published in order by two relays", func(t *testing.T) { testKeyOrder(t, h) })
 	t.Run("sent records are pruned", func(t *testing.T) { testPrune(t, h) })
@@ -279,6 +280,65 @@ func testFailure(t *testing.T, h Harness) {
 	defer c.mu.Unlock()
 	if got := c.order["k"]; !slices.Equal(got, []int{0, 1, 2, 3, 4, 5}) {
 		t.Fatalf("order after the retry %v", got)
+	}
+}
+
+func testPoison(t *testing.T, h Harness) {
+	ctx := ctxT(t, 30*time.Second)
+	s := h.New(t)
+	conn := embeddedBus(t)
+	topic := newTopic()
+	c := consume(t, conn, topic.Name())
+	huge := rowEvent(ctx, t, topic, 0, "a")
+	huge.Body = append([]byte(`{"n":0,"pad":"`), append(make([]byte, conn.MaxMessageSize()), `"}`...)...)
+	for i := range huge.Body[14 : len(huge.Body)-2] {
+		huge.Body[14+i] = 'x'
+	}
+	if err := s.Commit(ctx, 0, false, huge); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{}
+	for n := 1; n <= 4; n++ {
+		key := "b"
+		if n == 1 {
+			key = "a" // behind the refused record
+		}
+		if err := s.Commit(ctx, n, false, rowEvent(ctx, t, topic, n, key)); err != nil {
+			t.Fatal(err)
+		}
+		if key == "b" {
+			want = append(want, eventID(n))
+		}
+	}
+	var attempts []int
+	r := &outbox.Relay{Store: s.Open(t), Publisher: conn, Logger: quiet(), OnPublish: func(rec outbox.Record, err error) {
+		if rec.ID == eventID(0) {
+			attempts = append(attempts, rec.Attempts)
+			if err == nil {
+				t.Errorf("a message larger than the broker takes was published")
+			}
+		}
+	}}
+	for range 2 {
+		n, err := r.RelayOnce(ctx)
+		if err == nil || !strings.Contains(err.Error(), eventID(0)) {
+			t.Fatalf("relay: %v, want the refused record's error", err)
+		}
+		if n != len(want) && n != 0 {
+			t.Fatalf("published %d", n)
+		}
+	}
+	c.waitFor(ctx, t, want)
+	if p, _ := s.Pending(ctx); p != 2 {
+		t.Fatalf("%d pending, want the refused record and the one behind it on its key", p)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ids[eventID(1)] != 0 {
+		t.Fatal("a record was published before the older record of its key")
+	}
+	if !slices.Equal(attempts, []int{0, 1}) {
+		t.Fatalf("the refused record's recorded attempts were %v on its two tries, want [0 1]", attempts)
 	}
 }
 
