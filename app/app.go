@@ -30,6 +30,7 @@ import (
 	_ "github.com/switchboard-dev/switchboard/bus/natsbus" // nats:// and embedded://
 	"github.com/switchboard-dev/switchboard/health"
 	"github.com/switchboard-dev/switchboard/internal/devstate"
+	"github.com/switchboard-dev/switchboard/tracing"
 )
 
 // EnvBus is the environment variable naming the bus URL.
@@ -104,6 +105,17 @@ type Options struct {
 
 // RunOptions is RunContext with explicit options.
 func RunOptions(ctx context.Context, opts Options, svcs ...*switchboard.Service) error {
+	// Tracing first, so that it wraps the protections Prepare installs and
+	// records what they refuse; its spans go over the bus once connected
+	// (and by OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set).
+	tr, err := tracing.New(ctx, tracing.Options{})
+	if err != nil {
+		return err
+	}
+	defer tr.Shutdown(context.Background()) // for early returns; a no-op after the one below
+	if err := tr.Instrument(svcs...); err != nil {
+		return err
+	}
 	if err := Prepare(svcs...); err != nil {
 		return err
 	}
@@ -129,6 +141,7 @@ func RunOptions(ctx context.Context, opts Options, svcs ...*switchboard.Service)
 	if err != nil {
 		return err
 	}
+	tr.AttachBus(conn)
 	var started []*switchboard.Service
 	var running []*health.Checker
 	for i, s := range svcs {
@@ -162,6 +175,7 @@ func RunOptions(ctx context.Context, opts Options, svcs ...*switchboard.Service)
 	for _, s := range started {
 		errs = append(errs, s.Shutdown(sctx))
 	}
+	errs = append(errs, tr.Shutdown(sctx)) // the last spans, while the bus is still there
 	errs = append(errs, conn.Shutdown(sctx))
 	return errors.Join(errs...)
 }

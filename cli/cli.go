@@ -40,8 +40,8 @@ const (
 	// given and no `switchboard dev` is running on this machine.
 	ExitUnavailable = 3
 	// ExitNotFound means a named service is not running (services,
-	// describe), or a named dead-letter place or dead letter does not
-	// exist (dlq).
+	// describe), a named dead-letter place or dead letter does not
+	// exist (dlq), or a trace is not in the collector (trace).
 	ExitNotFound = 4
 	// ExitUnhealthy means `switchboard health` found at least one instance
 	// with an unhealthy check (degraded ones do not count: they serve).
@@ -58,8 +58,9 @@ const exitCodesHelp = `Exit codes:
      invalid bus URL (unknown scheme)
   3  bus unreachable (or lost during the command), or no bus given and
      no 'switchboard dev' running
-  4  not found: the named service is not running, or the named
-     dead-letter group, topic or ID does not exist
+  4  not found: the named service is not running, the named
+     dead-letter group, topic or ID does not exist, or the trace is not
+     in the traces collector
   5  unhealthy: 'switchboard health' found an instance with an unhealthy
      check (degraded instances still serve and exit 0)
 
@@ -192,6 +193,7 @@ writes to ./.switchboard/dev.json and to your user config directory).
 		newDevCmd,
 		newBenchCmd,
 		newFaultCmd,
+		newTraceCmd,
 		newHealthCmd,
 	} {
 		root.AddCommand(add(g))

@@ -21,6 +21,8 @@ import (
 	"github.com/switchboard-dev/switchboard/bus"
 	"github.com/switchboard-dev/switchboard/bus/natsbus"
 	"github.com/switchboard-dev/switchboard/internal/devstate"
+	"github.com/switchboard-dev/switchboard/tracestore"
+	"github.com/switchboard-dev/switchboard/tracing"
 )
 
 // DefaultDevPort is the port `switchboard dev` listens on unless told
@@ -170,6 +172,10 @@ func (o *DevOptions) Validate() error {
 	return nil
 }
 
+// devTraceBatch is how long a finished span waits to go to the collector
+// in dev: short, so that 'switchboard trace' finds a call just made.
+const devTraceBatch = 100 * time.Millisecond
+
 // DevInfo is what dev prints with -o json when it is ready.
 type DevInfo struct {
 	BusURL  string `json:"bus_url"`
@@ -264,7 +270,22 @@ func (o *DevOptions) Run(ctx context.Context) (err error) {
 			return nil
 		})
 	}
-	platform, err := startExamples(ctx, conn, o.WorkloadRate, log, adm)
+	// Every trace is recorded in dev, sent over the bus in short batches
+	// to the traces collector, which 'switchboard trace' reads.
+	tr, err := tracing.New(ctx, tracing.Options{Bus: conn, Dev: true, BatchTimeout: devTraceBatch, Logger: log})
+	if err != nil {
+		return &ExitError{Exit: ExitUsage, Code: bus.InvalidArgument.String(), Message: trimPrefix(busMessage(err)), Err: err,
+			Hint: "fix or unset OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG"}
+	}
+	stops = append(stops, func(ctx context.Context) error { return tr.Shutdown(ctx) })
+	collector := tracestore.New(tracestore.WithLogger(log))
+	if err := collector.Start(ctx, conn); err != nil {
+		return fmt.Errorf("start the traces collector: %w", err)
+	}
+	stops = append(stops, collector.Shutdown)
+	log.Info("tracing", "spans", tr.Describe())
+
+	platform, err := startExamples(ctx, conn, o.WorkloadRate, log, adm, tr)
 	if err != nil {
 		return fmt.Errorf("start the example services: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/switchboard-dev/switchboard/examples/ridehail"
 	"github.com/switchboard-dev/switchboard/examples/ridehail/workload"
 	"github.com/switchboard-dev/switchboard/health"
+	"github.com/switchboard-dev/switchboard/tracing"
 )
 
 // examplePlatform is what `switchboard dev` runs on its bus: the
@@ -29,10 +30,13 @@ type examplePlatform struct {
 
 // startExamples starts the example services on conn and the workload at
 // rate trips per second (none if rate is 0), with their health checks and
-// metrics on adm.
-func startExamples(ctx context.Context, conn *bus.Conn, rate float64, log *slog.Logger, adm *admin.Server) (*examplePlatform, error) {
+// metrics on adm, all traced by tr.
+func startExamples(ctx context.Context, conn *bus.Conn, rate float64, log *slog.Logger, adm *admin.Server, tr *tracing.Pipeline) (*examplePlatform, error) {
 	p := &examplePlatform{rate: rate, log: log, done: make(chan struct{})}
 	svcs := ridehail.Services(log)
+	if err := tr.Instrument(svcs...); err != nil { // first: tracing wraps the protections
+		return nil, err
+	}
 	if err := app.Prepare(svcs...); err != nil {
 		return nil, err
 	}
@@ -51,8 +55,8 @@ func startExamples(ctx context.Context, conn *bus.Conn, rate float64, log *slog.
 		close(p.done)
 		return p, nil
 	}
-	p.client = switchboard.NewClient(conn, switchboard.WithCaller("workload"),
-		switchboard.WithClientMiddleware(adm.Metrics().ClientMiddleware()))
+	p.client = switchboard.NewClient(conn, append(tr.ClientOptions("workload"), switchboard.WithCaller("workload"),
+		switchboard.WithClientMiddleware(adm.Metrics().ClientMiddleware()))...)
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p.stop = cancel
 	go func() {
@@ -82,7 +86,11 @@ func (p *examplePlatform) TryCommands() []string {
 	} else {
 		cmds = append(cmds, `switchboard call pricing quote '{"pickup":{"lat":52.37,"lng":4.89},"dropoff":{"lat":52.36,"lng":4.92}}'`)
 	}
-	return append(cmds, "switchboard watch 'trip.>'", "switchboard health")
+	trace := "switchboard trace --last pricing.quote"
+	if p.rate > 0 {
+		trace = "switchboard trace --last trips.request_trip"
+	}
+	return append(cmds, trace, "switchboard watch 'trip.>'", "switchboard health")
 }
 
 // Shutdown stops the workload, then the services in reverse start order:

@@ -135,6 +135,8 @@ func startGreeters(t *testing.T, url string) {
 		t.Cleanup(func() { svc.Shutdown(context.Background()) })
 	}
 	startPatient(t, conn)
+	// tfront and tback, traced, and a traces collector are for trace*.txtar.
+	startTraced(t, conn)
 	// chaos is for fault.txtar alone: faults injected into it cannot
 	// disturb the scripts that call greeter at the same time.
 	for range 2 {

@@ -1,0 +1,108 @@
+package tracing_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/switchboard-dev/switchboard"
+	"github.com/switchboard-dev/switchboard/bus"
+	"github.com/switchboard-dev/switchboard/tracing"
+)
+
+// BenchmarkCall measures one call over an embedded NATS server, with
+// tracing off and on: production default sampling (parent-based, 10% of
+// new traces), and every call sampled. Spans go over the bus as app.Run
+// sends them (no collector listening). The difference between the
+// sub-benchmarks is what tracing costs a call, both sides included.
+//
+//	go test -run '^$' -bench 'Call|Middleware' -benchmem ./tracing
+func BenchmarkCall(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		sampler sdktrace.Sampler // nil: tracing off
+	}{
+		{"off", nil},
+		{"on-default-10pct", sdktrace.ParentBased(sdktrace.TraceIDRatioBased(tracing.DefaultRatio))},
+		{"on-all-sampled", sdktrace.ParentBased(sdktrace.AlwaysSample())},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			conn := embeddedBus(b)
+			svc := switchboard.NewService("svcc", "1.0.0", switchboard.WithLogger(quiet()))
+			epC.Handle(svc, func(ctx context.Context, r *req) (*rep, error) { return &rep{N: r.N}, nil })
+			var opts []switchboard.ClientOption
+			if bc.sampler != nil {
+				p, err := tracing.New(context.Background(), tracing.Options{Bus: conn, Sampler: bc.sampler})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { p.Shutdown(context.Background()) })
+				if err := p.Instrument(svc); err != nil {
+					b.Fatal(err)
+				}
+				opts = p.ClientOptions("bench")
+			}
+			if err := svc.Start(context.Background(), conn); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { svc.Shutdown(context.Background()) })
+			cl := switchboard.NewClient(conn, opts...)
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := epC.Call(ctx, cl, &req{N: 1}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkMiddleware measures the tracing middleware alone, without the
+// bus: a client span, the trace context written into the headers and read
+// back, and a server span, as one call makes them.
+func BenchmarkMiddleware(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		sampler sdktrace.Sampler
+	}{
+		{"unsampled", sdktrace.ParentBased(sdktrace.NeverSample())},
+		{"default-10pct", sdktrace.ParentBased(sdktrace.TraceIDRatioBased(tracing.DefaultRatio))},
+		{"sampled", sdktrace.ParentBased(sdktrace.AlwaysSample())},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			// A batch processor with no exporter behind it costs what the
+			// real one costs on the call path: the span is queued.
+			p, err := tracing.New(context.Background(), tracing.Options{Sampler: bc.sampler,
+				SpanProcessors: []sdktrace.SpanProcessor{sdktrace.NewBatchSpanProcessor(discard{})}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Shutdown(context.Background())
+			in := p.Instrumentation("svcc", "1.0.0", "i1")
+			server := in.Server()(func(ctx context.Context, call *switchboard.Call) (any, error) { return nil, nil })
+			client := in.Client()(func(ctx context.Context, call *switchboard.Call, reply any) error {
+				// What the server receives: the headers sent.
+				_, err := server(ctx, &switchboard.Call{Service: call.Service, Endpoint: call.Endpoint, Header: call.Header, Envelope: call.Envelope})
+				return err
+			})
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				call := &switchboard.Call{Service: "svcc", Endpoint: "c", Header: bus.Header{}}
+				if err := client(ctx, call, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+type discard struct{}
+
+func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discard) Shutdown(context.Context) error                             { return nil }

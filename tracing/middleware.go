@@ -1,0 +1,265 @@
+package tracing
+
+import (
+	"context"
+	"strings"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/switchboard-dev/switchboard"
+	"github.com/switchboard-dev/switchboard/bus"
+	"github.com/switchboard-dev/switchboard/wire"
+)
+
+// ScopeName is the instrumentation scope of the spans this package makes.
+const ScopeName = "github.com/switchboard-dev/switchboard/tracing"
+
+// HeaderCarrier adapts message headers to the OpenTelemetry propagation
+// API, so that a propagator reads and writes traceparent and tracestate
+// there.
+type HeaderCarrier bus.Header
+
+var _ propagation.TextMapCarrier = HeaderCarrier(nil)
+
+// Get returns the value of key.
+func (c HeaderCarrier) Get(key string) string { return c[key] }
+
+// Set sets key to value.
+func (c HeaderCarrier) Set(key, value string) { c[key] = value }
+
+// Keys lists the keys present.
+func (c HeaderCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// Instrumentation makes the tracing middleware. Its zero value uses the
+// global tracer provider (otel.GetTracerProvider) and the W3C trace context
+// propagator.
+type Instrumentation struct {
+	// TracerProvider creates the spans; nil means otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
+	// Propagator carries trace context in headers; nil means W3C trace
+	// context (traceparent, tracestate), which is what the wire protocol
+	// specifies.
+	Propagator propagation.TextMapPropagator
+}
+
+func (in Instrumentation) tracer() trace.Tracer {
+	tp := in.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	return tp.Tracer(ScopeName)
+}
+
+func (in Instrumentation) propagator() propagation.TextMapPropagator {
+	if in.Propagator == nil {
+		return propagation.TraceContext{}
+	}
+	return in.Propagator
+}
+
+// ServiceOptions returns the options that install all four middleware on a
+// service: for calls it serves and events it consumes, and for the calls and
+// publishes it makes. Give them to switchboard.NewService or Service.Apply.
+func (in Instrumentation) ServiceOptions() []switchboard.ServiceOption {
+	return []switchboard.ServiceOption{
+		switchboard.WithMiddleware(in.Server()),
+		switchboard.WithConsumerMiddleware(in.Consumer()),
+		switchboard.WithClientOptions(in.ClientOptions()...),
+	}
+}
+
+// ClientOptions returns the options that trace the calls and publishes of a
+// client.
+func (in Instrumentation) ClientOptions() []switchboard.ClientOption {
+	return []switchboard.ClientOption{
+		switchboard.WithClientMiddleware(in.Client()),
+		switchboard.WithPublishMiddleware(in.Publish()),
+	}
+}
+
+// Server returns middleware that runs each call a service serves in a SERVER
+// span, a child of the caller's span when the request carries trace
+// context. Calls refused before the middleware chain runs (bulkhead full,
+// deadline already passed, unknown endpoint, malformed body) get no server
+// span; the caller's CLIENT span records them.
+func (in Instrumentation) Server() switchboard.Middleware {
+	tracer, prop := in.tracer(), in.propagator()
+	return func(next switchboard.Handler) switchboard.Handler {
+		return func(ctx context.Context, call *switchboard.Call) (any, error) {
+			if call.Header != nil {
+				ctx = prop.Extract(ctx, HeaderCarrier(call.Header))
+			} else if call.Envelope.TraceParent != "" {
+				ctx = prop.Extract(ctx, envCarrier{&call.Envelope})
+			}
+			ctx, span := tracer.Start(ctx, call.Service+"/"+call.Endpoint, kindServer)
+			if span.IsRecording() {
+				span.SetAttributes(keyRPCSystem.String(System), keyRPCService.String(call.Service),
+					keyRPCMethod.String(call.Endpoint), keyCaller.String(call.Envelope.Caller))
+			}
+			rsp, err := next(ctx, call)
+			endRPC(span, err, serverFault)
+			return rsp, err
+		}
+	}
+}
+
+// Client returns client middleware that runs each call in a CLIENT span and
+// sends its trace context with the request. The parent is the span in ctx
+// (the handler's SERVER span, say), or else the trace context already in
+// the call's envelope.
+func (in Instrumentation) Client() switchboard.ClientMiddleware {
+	tracer, prop := in.tracer(), in.propagator()
+	return func(next switchboard.Invoker) switchboard.Invoker {
+		return func(ctx context.Context, call *switchboard.Call, reply any) error {
+			parent := ctx
+			if !trace.SpanContextFromContext(ctx).IsValid() && call.Envelope.TraceParent != "" {
+				parent = prop.Extract(ctx, envCarrier{&call.Envelope})
+			}
+			ctx, span := tracer.Start(parent, call.Service+"/"+call.Endpoint, kindClient)
+			if span.IsRecording() {
+				span.SetAttributes(keyRPCSystem.String(System), keyRPCService.String(call.Service),
+					keyRPCMethod.String(call.Endpoint))
+			}
+			if call.Header == nil {
+				call.Header = bus.Header{}
+			}
+			inject(ctx, prop, call.Header)
+			// The envelope is what goes on the wire: keep it in step.
+			call.Envelope.TraceParent = call.Header[wire.HeaderTraceParent]
+			call.Envelope.TraceState = call.Header[wire.HeaderTraceState]
+			err := next(ctx, call, reply)
+			endRPC(span, err, anyFault)
+			return err
+		}
+	}
+}
+
+// Publish returns publish middleware that runs each publish in a PRODUCER
+// span and sends its trace context with the event.
+func (in Instrumentation) Publish() switchboard.PublishMiddleware {
+	tracer, prop := in.tracer(), in.propagator()
+	return func(next switchboard.Publisher) switchboard.Publisher {
+		return func(ctx context.Context, p *switchboard.Publication) error {
+			parent := ctx
+			if !trace.SpanContextFromContext(ctx).IsValid() && p.Header[wire.HeaderTraceParent] != "" {
+				parent = prop.Extract(ctx, HeaderCarrier(p.Header))
+			}
+			ctx, span := tracer.Start(parent, "send "+p.Topic, kindProducer)
+			if span.IsRecording() {
+				span.SetAttributes(keyMsgSystem.String(System), keyMsgDestination.String(p.Topic),
+					keyMsgOpType.String("send"), keyMsgOpName.String("publish"), keyMsgID.String(p.Event.ID))
+			}
+			inject(ctx, prop, p.Header)
+			err := next(ctx, p)
+			endMessaging(span, err)
+			return err
+		}
+	}
+}
+
+// Consumer returns consumer middleware that runs each delivery in a
+// CONSUMER span. The span is a child of the producer's span (so the
+// handling is part of the trace that published the event) and also links to
+// it, as the OpenTelemetry messaging conventions recommend; a redelivery
+// makes another CONSUMER span under the same producer.
+func (in Instrumentation) Consumer() switchboard.ConsumerMiddleware {
+	tracer, prop := in.tracer(), in.propagator()
+	return func(next switchboard.EventHandler) switchboard.EventHandler {
+		return func(ctx context.Context, ev *switchboard.EventCall) error {
+			opts := []trace.SpanStartOption{kindConsumer}
+			if ev.Info != nil && ev.Info.Header != nil {
+				ctx = prop.Extract(ctx, HeaderCarrier(ev.Info.Header))
+				if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+					opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+				}
+			}
+			ctx, span := tracer.Start(ctx, "process "+ev.Topic, opts...)
+			if span.IsRecording() {
+				span.SetAttributes(keyMsgSystem.String(System), keyMsgDestination.String(ev.Topic),
+					keyMsgOpType.String("process"), keyMsgOpName.String("process"))
+				if ev.Info != nil {
+					span.SetAttributes(keyMsgID.String(ev.Info.ID), keyMsgGroup.String(ev.Info.Group),
+						keyMsgAttempt.Int(ev.Info.Attempt))
+				}
+			}
+			err := next(ctx, ev)
+			endMessaging(span, err)
+			return err
+		}
+	}
+}
+
+// The span kinds as start options, made once: each costs an allocation.
+var (
+	kindServer   = trace.WithSpanKind(trace.SpanKindServer)
+	kindClient   = trace.WithSpanKind(trace.SpanKindClient)
+	kindProducer = trace.WithSpanKind(trace.SpanKindProducer)
+	kindConsumer = trace.WithSpanKind(trace.SpanKindConsumer)
+)
+
+// inject writes ctx's trace context into h, replacing what h carried.
+func inject(ctx context.Context, prop propagation.TextMapPropagator, h bus.Header) {
+	delete(h, wire.HeaderTraceParent)
+	delete(h, wire.HeaderTraceState)
+	prop.Inject(ctx, HeaderCarrier(h))
+}
+
+// serverFault says which codes mark a SERVER span as failed: those that
+// mean the server failed, as the OpenTelemetry RPC conventions say for
+// gRPC. A NotFound or InvalidArgument is the caller's problem, recorded in
+// rpc.response.status_code but not as an error of the server.
+func serverFault(c bus.Code) bool {
+	switch c {
+	case bus.Unknown, bus.DeadlineExceeded, bus.Unimplemented, bus.Internal, bus.Unavailable, bus.DataLoss:
+		return true
+	}
+	return false
+}
+
+func anyFault(c bus.Code) bool { return c != bus.OK }
+
+func endRPC(span trace.Span, err error, fault func(bus.Code) bool) {
+	if span.IsRecording() {
+		code := bus.ErrorCode(err)
+		span.SetAttributes(keyRPCStatus.String(code.String()))
+		if err != nil {
+			span.SetAttributes(keyErrorType.String(code.String()))
+			if fault(code) {
+				span.SetStatus(codes.Error, strings.TrimPrefix(err.Error(), code.String()+": "))
+			}
+		}
+	}
+	span.End()
+}
+
+func endMessaging(span trace.Span, err error) {
+	if err != nil && span.IsRecording() {
+		span.SetAttributes(keyErrorType.String(bus.ErrorCode(err).String()))
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
+
+// envCarrier reads trace context from an envelope's fields.
+type envCarrier struct{ e *wire.Envelope }
+
+func (c envCarrier) Get(key string) string {
+	switch key {
+	case wire.HeaderTraceParent:
+		return c.e.TraceParent
+	case wire.HeaderTraceState:
+		return c.e.TraceState
+	}
+	return ""
+}
+func (c envCarrier) Set(string, string) {}
+func (c envCarrier) Keys() []string     { return []string{wire.HeaderTraceParent, wire.HeaderTraceState} }
