@@ -2,45 +2,21 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"math"
-	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/switchboard-dev/switchboard/internal/amqptest"
 	"go.uber.org/goleak"
 )
-
-// amqpURL returns the RabbitMQ broker of the tests: SWITCHBOARD_TEST_AMQP_URL,
-// or amqp://guest:guest@127.0.0.1:5672/ when something listens there (as
-// the bus/amqpbus tests find it). Without one it skips, or fails when
-// CI=true.
-func amqpURL(t testing.TB) string {
-	t.Helper()
-	if u := os.Getenv("SWITCHBOARD_TEST_AMQP_URL"); u != "" {
-		return u
-	}
-	const def = "amqp://guest:guest@127.0.0.1:5672/"
-	c, err := net.DialTimeout("tcp", "127.0.0.1:5672", time.Second)
-	if err != nil {
-		msg := fmt.Sprintf("no RabbitMQ at %s (%v) and SWITCHBOARD_TEST_AMQP_URL is unset: run ./scripts/test, which starts one, or set SWITCHBOARD_TEST_AMQP_URL", def, err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	_ = c.Close()
-	return def
-}
 
 // TestAMQPReportSmoke runs both benchmarks against the machine's RabbitMQ
 // with a few hundred operations per side and checks that the reports are
 // complete, with both sides measured and ratios that are those of the
 // figures. It asserts nothing about timing.
 func TestAMQPReportSmoke(t *testing.T) {
-	url := amqpURL(t)
+	url := amqptest.URL(t)
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -134,7 +110,7 @@ func TestCheckBusURL(t *testing.T) {
 // amqpBenchEnv connects to the machine's RabbitMQ for a benchmark.
 func amqpBenchEnv(b *testing.B) (context.Context, *amqpEnv) {
 	b.Helper()
-	cfg := Config{BusURL: amqpURL(b)}
+	cfg := Config{BusURL: amqptest.URL(b)}
 	if err := cfg.defaults(); err != nil {
 		b.Fatal(err)
 	}

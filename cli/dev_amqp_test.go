@@ -5,9 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/switchboard-dev/switchboard/cli"
+	"github.com/switchboard-dev/switchboard/internal/amqptest"
 )
 
 // TestDevOnAMQP runs the scripts in testdata/script_amqp against the real
@@ -25,19 +24,7 @@ import (
 // example services and workload there, and the other commands reach them.
 // Without a broker it skips, or fails when CI=true.
 func TestDevOnAMQP(t *testing.T) {
-	base := os.Getenv("SWITCHBOARD_TEST_AMQP_URL")
-	if base == "" {
-		base = "amqp://guest:guest@127.0.0.1:5672/"
-		c, err := net.DialTimeout("tcp", "127.0.0.1:5672", time.Second)
-		if err != nil {
-			msg := fmt.Sprintf("no RabbitMQ at %s (%v): run ./scripts/test, which starts one, or set SWITCHBOARD_TEST_AMQP_URL", base, err)
-			if os.Getenv("CI") == "true" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
-		}
-		_ = c.Close()
-	}
+	base := amqptest.URL(t)
 	u, err := url.Parse(base)
 	if err != nil {
 		t.Fatal(err)

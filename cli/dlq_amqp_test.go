@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,27 +18,8 @@ import (
 
 	"github.com/switchboard-dev/switchboard/bus"
 	"github.com/switchboard-dev/switchboard/cli"
+	"github.com/switchboard-dev/switchboard/internal/amqptest"
 )
-
-// amqpURL returns the test RabbitMQ's URL (SWITCHBOARD_TEST_AMQP_URL, or
-// 127.0.0.1:5672 when something listens there), or skips.
-func amqpURL(t *testing.T) string {
-	t.Helper()
-	if u := os.Getenv("SWITCHBOARD_TEST_AMQP_URL"); u != "" {
-		return u
-	}
-	const def = "amqp://guest:guest@127.0.0.1:5672/"
-	c, err := net.DialTimeout("tcp", "127.0.0.1:5672", time.Second)
-	if err != nil {
-		msg := fmt.Sprintf("no RabbitMQ at %s (%v): run ./scripts/test, which starts one, or set SWITCHBOARD_TEST_AMQP_URL", def, err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	_ = c.Close()
-	return def
-}
 
 // run runs the switchboard command in process and returns its exit code,
 // stdout and stderr.
@@ -53,7 +32,7 @@ func run(args ...string) (int, string, string) {
 // TestDLQOnRabbitMQ dead-letters a poison event on RabbitMQ, inspects it
 // with the CLI, replays it after the fix and checks that it was consumed.
 func TestDLQOnRabbitMQ(t *testing.T) {
-	base := amqpURL(t)
+	base := amqptest.URL(t)
 	u, err := url.Parse(base)
 	if err != nil {
 		t.Fatal(err)

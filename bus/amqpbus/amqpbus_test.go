@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/url"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"github.com/switchboard-dev/switchboard/bus"
 	"github.com/switchboard-dev/switchboard/bus/amqpbus"
 	"github.com/switchboard-dev/switchboard/bus/bustest"
+	"github.com/switchboard-dev/switchboard/internal/amqptest"
 )
 
 // harness opens bus connections by URL and remembers them, so that the
@@ -42,7 +41,7 @@ func (*harness) Features() bustest.Features { return bustest.Features{PublishDed
 // exchanges and queues of its own (a random prefix) that it deletes at the
 // end; queue_expires bounds what a failed cleanup leaves behind.
 func TestConformance(t *testing.T) {
-	base := brokerURL(t)
+	base := amqptest.URL(t)
 	u, prefix := isolated(t, base)
 	h := &harness{url: u}
 	// One open up front turns a wrong URL into one clear failure.
@@ -53,27 +52,6 @@ func TestConformance(t *testing.T) {
 		cleanup(t, base, prefix, h.conns...)
 	})
 	bustest.Run(t, h)
-}
-
-// brokerURL returns the broker's URL from SWITCHBOARD_TEST_AMQP_URL, or
-// amqp://guest:guest@127.0.0.1:5672/ when something listens there. Without
-// a broker it skips, or fails when CI=true.
-func brokerURL(t testing.TB) string {
-	t.Helper()
-	if u := os.Getenv("SWITCHBOARD_TEST_AMQP_URL"); u != "" {
-		return u
-	}
-	const def = "amqp://guest:guest@127.0.0.1:5672/"
-	c, err := net.DialTimeout("tcp", "127.0.0.1:5672", time.Second)
-	if err != nil {
-		msg := fmt.Sprintf("no RabbitMQ at %s (%v): run ./scripts/test, which starts one, or set SWITCHBOARD_TEST_AMQP_URL", def, err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	_ = c.Close()
-	return def
 }
 
 // isolated returns base with a random prefix (so runs and tests never share

@@ -9,6 +9,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/switchboard-dev/switchboard/bus"
+	"github.com/switchboard-dev/switchboard/internal/amqptest"
 )
 
 // BenchmarkRequest compares one caller's request/reply through the driver
@@ -18,7 +19,7 @@ import (
 //
 //	go test ./bus/amqpbus -run '^$' -bench Request
 func BenchmarkRequest(b *testing.B) {
-	base := brokerURL(b)
+	base := amqptest.URL(b)
 	e := &env{base: base}
 	e.url, e.prefix = isolated(b, base)
 	c, err := bus.Open(context.Background(), e.url)

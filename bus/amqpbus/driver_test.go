@@ -19,6 +19,7 @@ import (
 	"github.com/switchboard-dev/switchboard/bus/amqpbus"
 	"github.com/switchboard-dev/switchboard/bus/bustest"
 	"github.com/switchboard-dev/switchboard/bus/driver"
+	"github.com/switchboard-dev/switchboard/internal/amqptest"
 )
 
 // wait bounds every wait on a signal in these tests; it is never a speed
@@ -46,7 +47,7 @@ type env struct {
 // (an empty value removes one).
 func newEnv(t *testing.T, extra ...string) *env {
 	t.Helper()
-	base := brokerURL(t)
+	base := amqptest.URL(t)
 	u, prefix := isolated(t, base)
 	if len(extra) > 0 {
 		pu, _ := url.Parse(u)
@@ -136,7 +137,7 @@ func TestOpenUnreachableFailsFastNamingTheURL(t *testing.T) {
 }
 
 func TestOpenWithWrongCredentialsSaysSo(t *testing.T) {
-	u, _ := url.Parse(brokerURL(t))
+	u, _ := url.Parse(amqptest.URL(t))
 	u.User = url.UserPassword("nobody", "wrong")
 	_, err := bus.Open(ctxWait(t), u.String())
 	if err == nil || !strings.Contains(err.Error(), "403") || strings.Contains(err.Error(), "wrong") {
