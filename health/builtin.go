@@ -20,6 +20,9 @@ const (
 	// MinLatencySamples is how many calls the latency check needs in its
 	// window before it judges a percentile.
 	MinLatencySamples = 20
+	// BacklogLimit: a consumer group with more messages than this waiting
+	// to be delivered to it is Degraded (where the driver can tell).
+	BacklogLimit = 10000
 )
 
 // checkBus sends a request to the instance itself through the broker: it
@@ -47,12 +50,13 @@ func (c *Checker) checkBus(ctx context.Context) Result {
 }
 
 // checkCapacity compares each endpoint's in-flight handlers with its
-// MaxInFlight, and counts calls refused because the endpoint was full.
-// Queue depth is not known to the drivers yet, so it is not part of it.
-func (c *Checker) checkCapacity(context.Context) Result {
+// MaxInFlight, counts calls refused because the endpoint was full, and,
+// where the driver can tell, each consumer group's backlog.
+func (c *Checker) checkCapacity(ctx context.Context) Result {
 	var busy, refused []string
 	loads := c.svc.Load()
-	if len(loads) == 0 {
+	backlog, deep := c.backlogs(ctx)
+	if len(loads) == 0 && backlog == "" {
 		return OK("no endpoints")
 	}
 	worst := 0.0
@@ -71,10 +75,46 @@ func (c *Checker) checkCapacity(context.Context) Result {
 			}
 		}
 	}
-	if len(busy) > 0 || len(refused) > 0 {
-		return Degradedf("%s", strings.Join(append(busy, refused...), "; "))
+	if len(busy) > 0 || len(refused) > 0 || deep {
+		parts := append(busy, refused...)
+		if backlog != "" {
+			parts = append(parts, backlog)
+		}
+		return Degradedf("%s", strings.Join(parts, "; "))
 	}
-	return OK("%d endpoints, busiest at %.0f%% of its MaxInFlight", len(loads), worst*100)
+	if len(loads) == 0 {
+		return OK("no endpoints; %s", backlog)
+	}
+	msg := fmt.Sprintf("%d endpoints, busiest at %.0f%% of its MaxInFlight", len(loads), worst*100)
+	if backlog != "" {
+		msg += "; " + backlog
+	}
+	return OK("%s", msg)
+}
+
+// backlogs describes the backlog of each of the service's consumer groups
+// ("" if the driver cannot tell or there are none), and whether one
+// exceeds BacklogLimit.
+func (c *Checker) backlogs(ctx context.Context) (string, bool) {
+	c.mu.Lock()
+	conn := c.conn
+	c.mu.Unlock()
+	subs := c.svc.Consumers()
+	if conn == nil || len(subs) == 0 || !conn.CanReportBacklog() {
+		return "", false
+	}
+	var parts []string
+	deep := false
+	for _, tg := range subs {
+		b, err := conn.Backlog(ctx, tg.Topic, tg.Group)
+		if err != nil {
+			parts = append(parts, fmt.Sprintf("%s (group %s): backlog unknown (%v)", tg.Topic, tg.Group, strings.TrimPrefix(err.Error(), "bus: ")))
+			continue
+		}
+		deep = deep || b.Pending > BacklogLimit
+		parts = append(parts, fmt.Sprintf("%s (group %s): %d pending, %d unacked", tg.Topic, tg.Group, b.Pending, b.Unacked))
+	}
+	return "backlog " + strings.Join(parts, ", "), deep
 }
 
 // checkLatency compares each endpoint's observed 99th percentile over the

@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard"
 	"github.com/switchboard-dev/switchboard/bus"
+	"github.com/switchboard-dev/switchboard/bus/driver"
 	_ "github.com/switchboard-dev/switchboard/bus/natsbus"
 	"github.com/switchboard-dev/switchboard/health"
 )
@@ -329,4 +330,25 @@ func tempDir() string {
 		panic(err)
 	}
 	return d
+}
+
+// backlogDriver adds the optional driver.Backlogs to the embedded NATS
+// driver, which does not implement it yet, with fixed figures: it tests
+// what health does with a driver that can tell.
+type backlogDriver struct {
+	driver.Conn
+	pending int64
+}
+
+func (d backlogDriver) Backlog(ctx context.Context, topic, group string) (driver.Backlog, error) {
+	return driver.Backlog{Pending: d.pending, Unacked: 1}, nil
+}
+
+func TestCapacityReportsTheBacklogWhereTheDriverCanTell(t *testing.T) {
+	plain := newBus(t)
+	if plain.CanReportBacklog() {
+		t.Fatal("the NATS driver reports backlogs now: test it directly instead of through backlogDriver")
+	}
+	p := newPatient(t, bus.NewConn(backlogDriver{Conn: plain.Driver(), pending: health.BacklogLimit + 1}))
+	wantCheck(t, refresh(t, p.chk), "capacity", health.Degraded, "patient.events (group patients): 10001 pending, 1 unacked")
 }

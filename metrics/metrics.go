@@ -23,6 +23,12 @@
 //	switchboard_events_redelivered_total{service,topic,group}           deliveries with attempt > 1
 //	switchboard_events_dead_lettered_total{service,topic,group}
 //	switchboard_event_handler_duration_seconds{service,topic,group}      histogram
+//	switchboard_consumer_lag_messages{service,topic,group}              gauge, where the driver can tell
+//	switchboard_consumer_unacked_messages{service,topic,group}          gauge, where the driver can tell
+//
+// The consumer gauges ask the broker at scrape time (bus.Conn.Backlog),
+// within ScrapeTimeout, and only on drivers that implement it; every
+// instance of a group reports the same backlog, so aggregate with max.
 //
 // Label values come from the service's own contracts, except caller, which
 // is what the calling side sends: keep caller names a small set. Requests
@@ -61,6 +67,7 @@ type Metrics struct {
 	handlerDur   *prometheus.HistogramVec
 	inFlight     *prometheus.Desc
 	maxInFlight  *prometheus.Desc
+	lag, unacked *prometheus.Desc
 
 	mu   sync.Mutex
 	svcs []*switchboard.Service
@@ -109,6 +116,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			"Handlers running now, by endpoint.", []string{"service", "endpoint"}, nil),
 		maxInFlight: prometheus.NewDesc("switchboard_rpc_server_max_in_flight",
 			"The endpoint's bulkhead (MaxInFlight): calls beyond it are refused with ResourceExhausted.", []string{"service", "endpoint"}, nil),
+		lag: prometheus.NewDesc("switchboard_consumer_lag_messages",
+			"Messages stored on the topic and not yet delivered to the consumer group (as the broker reports it).", []string{"service", "topic", "group"}, nil),
+		unacked: prometheus.NewDesc("switchboard_consumer_unacked_messages",
+			"Messages delivered to the consumer group and not yet acknowledged (as the broker reports it).", []string{"service", "topic", "group"}, nil),
 	}
 	for _, c := range []prometheus.Collector{m.serverReqs, m.serverDur, m.clientReqs, m.clientDur, m.published,
 		m.consumed, m.redelivered, m.deadLettered, m.handlerDur, loadCollector{m}} {
@@ -239,7 +250,13 @@ type loadCollector struct{ m *Metrics }
 func (l loadCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- l.m.inFlight
 	ch <- l.m.maxInFlight
+	ch <- l.m.lag
+	ch <- l.m.unacked
 }
+
+// ScrapeTimeout bounds the broker calls a scrape makes for the consumer
+// gauges.
+var ScrapeTimeout = 2 * time.Second
 
 func (l loadCollector) Collect(ch chan<- prometheus.Metric) {
 	l.m.mu.Lock()
@@ -250,5 +267,19 @@ func (l loadCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(l.m.inFlight, prometheus.GaugeValue, float64(e.InFlight), s.Name(), e.Endpoint)
 			ch <- prometheus.MustNewConstMetric(l.m.maxInFlight, prometheus.GaugeValue, float64(e.MaxInFlight), s.Name(), e.Endpoint)
 		}
+		conn := s.Conn()
+		if conn == nil || !conn.CanReportBacklog() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), ScrapeTimeout)
+		for _, tg := range s.Consumers() {
+			b, err := conn.Backlog(ctx, tg.Topic, tg.Group)
+			if err != nil {
+				continue // absent rather than wrong; the broker's own metrics say why
+			}
+			ch <- prometheus.MustNewConstMetric(l.m.lag, prometheus.GaugeValue, float64(b.Pending), s.Name(), tg.Topic, tg.Group)
+			ch <- prometheus.MustNewConstMetric(l.m.unacked, prometheus.GaugeValue, float64(b.Unacked), s.Name(), tg.Topic, tg.Group)
+		}
+		cancel()
 	}
 }

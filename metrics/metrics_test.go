@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard"
 	"github.com/switchboard-dev/switchboard/bus"
+	"github.com/switchboard-dev/switchboard/bus/driver"
 	_ "github.com/switchboard-dev/switchboard/bus/natsbus"
 	"github.com/switchboard-dev/switchboard/metrics"
 )
@@ -189,5 +190,63 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 		if got := value(t, reg, tc.name, tc.labels); got != tc.want {
 			t.Errorf("%s%v = %g, want %g", tc.name, tc.labels, got, tc.want)
 		}
+	}
+}
+
+// backlogDriver adds the optional driver.Backlogs to the embedded NATS
+// driver, which does not implement it yet, with fixed figures.
+type backlogDriver struct{ driver.Conn }
+
+func (backlogDriver) Backlog(ctx context.Context, topic, group string) (driver.Backlog, error) {
+	return driver.Backlog{Pending: 42, Unacked: 3}, nil
+}
+
+func TestConsumerLagWhereTheDriverCanTell(t *testing.T) {
+	conn := bus.NewConn(backlogDriver{newBus(t).Driver()})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := switchboard.NewService("shop", "1.0.0")
+	orders.Subscribe(svc, "billing", func(ctx context.Context, ev *req) error { return nil })
+	m.Instrument(svc)
+	if err := svc.Start(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Shutdown(context.Background())
+	l := map[string]string{"service": "shop", "topic": "shop.order", "group": "billing"}
+	if got := value(t, reg, "switchboard_consumer_lag_messages", l); got != 42 {
+		t.Errorf("lag %g, want 42", got)
+	}
+	if got := value(t, reg, "switchboard_consumer_unacked_messages", l); got != 3 {
+		t.Errorf("unacked %g, want 3", got)
+	}
+}
+
+func TestNoConsumerLagWhereTheDriverCannotTell(t *testing.T) {
+	conn := newBus(t)
+	if conn.CanReportBacklog() {
+		t.Skip("the NATS driver reports backlogs now: extend TestConsumerLagWhereTheDriverCanTell to it")
+	}
+	if _, err := conn.Backlog(context.Background(), "shop.order", "billing"); switchboard.ErrorCode(err) != switchboard.Unimplemented {
+		t.Errorf("Backlog on a driver without it: %v, want Unimplemented", err)
+	}
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := switchboard.NewService("shop", "1.0.0")
+	orders.Subscribe(svc, "billing", func(ctx context.Context, ev *req) error { return nil })
+	m.Instrument(svc)
+	if err := svc.Start(context.Background(), conn); err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Shutdown(context.Background())
+	if got := value(t, reg, "switchboard_consumer_lag_messages", map[string]string{"service": "shop", "topic": "shop.order", "group": "billing"}); got != -1 {
+		t.Errorf("lag reported as %g by a driver that cannot tell", got)
 	}
 }
