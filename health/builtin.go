@@ -71,7 +71,7 @@ func (c *Checker) checkCapacity(ctx context.Context) Result {
 		}
 		if c.win != nil {
 			if n := c.win.endpoint(l.Endpoint).refused; n > 0 {
-				refused = append(refused, fmt.Sprintf("%s refused %d calls (MaxInFlight %d)", l.Endpoint, n, l.MaxInFlight))
+				refused = append(refused, fmt.Sprintf("%s refused %d calls as ResourceExhausted (full at MaxInFlight %d, or shedding load)", l.Endpoint, n, l.MaxInFlight))
 			}
 		}
 	}

@@ -140,7 +140,7 @@ func TestCapacityDegradesNearTheBulkheadAndOnRefusals(t *testing.T) {
 	}
 	r := refresh(t, p.chk)
 	wantCheck(t, r, "capacity", health.Degraded, "work 2/2 in flight")
-	wantCheck(t, r, "capacity", health.Degraded, "work refused 1 calls (MaxInFlight 2)")
+	wantCheck(t, r, "capacity", health.Degraded, "work refused 1 calls as ResourceExhausted (full at MaxInFlight 2, or shedding load)")
 	if r.Status != health.Degraded {
 		t.Errorf("overall %s, want degraded", r.Status)
 	}

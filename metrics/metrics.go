@@ -74,7 +74,9 @@ type Metrics struct {
 
 	// Children resolved once per label set: the hot path then costs a map
 	// read and the counter and histogram updates, with no allocation.
-	server, client, pub, events sync.Map
+	server, client cache[rpcKey, *rpcChild]
+	pub            cache[rpcKey, prometheus.Counter]
+	events         cache[eventKey, *eventChild]
 }
 
 // New makes the metrics and registers them with reg
@@ -176,38 +178,29 @@ type rpcChild struct {
 }
 
 func (m *Metrics) observeRequest(service string, r switchboard.RequestResult) {
-	k := rpcKey{service, r.Endpoint, r.Caller, r.Code}
-	v, ok := m.server.Load(k)
-	if !ok {
-		v, _ = m.server.LoadOrStore(k, &rpcChild{
+	ch := m.server.get(rpcKey{service, r.Endpoint, r.Caller, r.Code}, func() *rpcChild {
+		return &rpcChild{
 			count: m.serverReqs.WithLabelValues(service, r.Endpoint, r.Caller, r.Code.String()),
-			dur:   m.serverDur.WithLabelValues(service, r.Endpoint, r.Caller)})
-	}
-	ch := v.(*rpcChild)
+			dur:   m.serverDur.WithLabelValues(service, r.Endpoint, r.Caller)}
+	})
 	ch.count.Inc()
 	ch.dur.Observe(r.Duration.Seconds())
 }
 
 func (m *Metrics) observeCall(r switchboard.CallResult) {
-	k := rpcKey{r.Caller, r.Service, r.Endpoint, r.Code}
-	v, ok := m.client.Load(k)
-	if !ok {
-		v, _ = m.client.LoadOrStore(k, &rpcChild{
+	ch := m.client.get(rpcKey{r.Caller, r.Service, r.Endpoint, r.Code}, func() *rpcChild {
+		return &rpcChild{
 			count: m.clientReqs.WithLabelValues(r.Caller, r.Service, r.Endpoint, r.Code.String()),
-			dur:   m.clientDur.WithLabelValues(r.Caller, r.Service, r.Endpoint)})
-	}
-	ch := v.(*rpcChild)
+			dur:   m.clientDur.WithLabelValues(r.Caller, r.Service, r.Endpoint)}
+	})
 	ch.count.Inc()
 	ch.dur.Observe(r.Duration.Seconds())
 }
 
 func (m *Metrics) observePublish(service string, p switchboard.PublishResult) {
-	k := rpcKey{service, p.Topic, "", p.Code}
-	v, ok := m.pub.Load(k)
-	if !ok {
-		v, _ = m.pub.LoadOrStore(k, m.published.WithLabelValues(service, p.Topic, p.Code.String()))
-	}
-	v.(prometheus.Counter).Inc()
+	m.pub.get(rpcKey{service, p.Topic, "", p.Code}, func() prometheus.Counter {
+		return m.published.WithLabelValues(service, p.Topic, p.Code.String())
+	}).Inc()
 }
 
 type eventKey struct {
@@ -221,16 +214,13 @@ type eventChild struct {
 }
 
 func (m *Metrics) observeDelivery(service string, s bus.Settled) {
-	k := eventKey{service, s.Topic, s.Group, s.Outcome}
-	v, ok := m.events.Load(k)
-	if !ok {
-		v, _ = m.events.LoadOrStore(k, &eventChild{
+	ch := m.events.get(eventKey{service, s.Topic, s.Group, s.Outcome}, func() *eventChild {
+		return &eventChild{
 			consumed:    m.consumed.WithLabelValues(service, s.Topic, s.Group, s.Outcome.String()),
 			redelivered: m.redelivered.WithLabelValues(service, s.Topic, s.Group),
 			dead:        m.deadLettered.WithLabelValues(service, s.Topic, s.Group),
-			dur:         m.handlerDur.WithLabelValues(service, s.Topic, s.Group)})
-	}
-	ch := v.(*eventChild)
+			dur:         m.handlerDur.WithLabelValues(service, s.Topic, s.Group)}
+	})
 	ch.consumed.Inc()
 	if s.Attempt > 1 {
 		ch.redelivered.Inc()
