@@ -76,6 +76,13 @@ func Connect(ctx context.Context, flag string) (*bus.Conn, error) {
 // Run connects to the bus, starts svcs and blocks until SIGINT or SIGTERM,
 // then shuts them down gracefully (in-flight work finishes, instances leave
 // discovery) and closes the connection.
+//
+// Every service is traced with no code from its author (package tracing):
+// spans for the calls it serves and makes and the events it publishes and
+// consumes, sent over the bus to a traces collector if one runs, and by
+// OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set. Sampling is
+// parent-based, 10% of new traces, unless OTEL_TRACES_SAMPLER says
+// otherwise; OTEL_SDK_DISABLED=true turns tracing off.
 func Run(svcs ...*switchboard.Service) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

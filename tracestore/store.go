@@ -16,13 +16,13 @@ import (
 type Limits struct {
 	// MaxTraces is how many traces are kept (default 1000); when a new one
 	// arrives the one updated least recently is forgotten.
-	MaxTraces int
+	MaxTraces int `json:"max_traces"`
 	// MaxSpansPerTrace bounds one trace (default 500); further spans of it
 	// are counted in Trace.DroppedSpans and not kept.
-	MaxSpansPerTrace int
+	MaxSpansPerTrace int `json:"max_spans_per_trace"`
 	// MaxSpans bounds all traces together (default 50000): old traces are
 	// forgotten until the total fits.
-	MaxSpans int
+	MaxSpans int `json:"max_spans"`
 }
 
 func (l Limits) withDefaults() Limits {

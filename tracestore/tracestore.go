@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-dev/switchboard"
@@ -78,7 +79,8 @@ type Collector struct {
 	log   *slog.Logger
 	sub   *bus.Subscription
 
-	decodeErrors, droppedSpans int64
+	// Malformed input from the bus, counted rather than trusted.
+	badBatches, badSpans atomic.Int64
 }
 
 // Option configures a Collector.
@@ -114,7 +116,10 @@ func New(opts ...Option) *Collector {
 	c.svc = switchboard.NewService(ServiceName, Version, append([]switchboard.ServiceOption{
 		switchboard.WithDescription("Recent traces, collected from " + tracing.Subject),
 		switchboard.WithLogger(cfg.logger),
-		switchboard.WithStatus("traces", func() any { return c.store.Stats() }),
+		switchboard.WithStatus("traces", func() any {
+			return map[string]any{"store": c.store.Stats(), "limits": c.store.Limits(),
+				"malformed_batches": c.badBatches.Load(), "malformed_spans": c.badSpans.Load()}
+		}),
 	}, cfg.opts...)...)
 	GetTrace.Handle(c.svc, c.getTrace, switchboard.Describe("A trace by id, or NotFound; wait_ms waits for it to arrive"))
 	GetRecent.Handle(c.svc, c.recent, switchboard.Describe("The latest traces through service.endpoint (or service.topic)"))
@@ -155,11 +160,11 @@ func (c *Collector) Shutdown(ctx context.Context) error {
 func (c *Collector) receive(m *bus.Message) {
 	spans, dropped, err := tracing.DecodeBatch(m.Body)
 	if err != nil {
-		c.decodeErrors++
+		c.badBatches.Add(1)
 		c.log.Debug("tracestore: ignoring a malformed span batch", "err", err)
 		return
 	}
-	c.droppedSpans += int64(dropped)
+	c.badSpans.Add(int64(dropped))
 	c.store.Add(spans...)
 }
 
