@@ -106,3 +106,66 @@ type discard struct{}
 
 func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
 func (discard) Shutdown(context.Context) error                             { return nil }
+
+// BenchmarkCallOverhead interleaves calls to an untraced and a traced copy
+// of one endpoint on the same embedded bus (production default sampling,
+// spans over the bus), so that both see the same load on the machine, and
+// reports what tracing adds to a call: overhead-ns/op and the ratio
+// traced/untraced.
+func BenchmarkCallOverhead(b *testing.B) {
+	conn := embeddedBus(b)
+	p, err := tracing.New(context.Background(), tracing.Options{Bus: conn,
+		Sampler: sdktrace.ParentBased(sdktrace.TraceIDRatioBased(tracing.DefaultRatio))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Shutdown(context.Background()) })
+	plainEP := switchboard.Endpoint[*req, *rep]("plain", "c")
+	tracedEP := switchboard.Endpoint[*req, *rep]("traced", "c")
+	plain := switchboard.NewService("plain", "1.0.0", switchboard.WithLogger(quiet()))
+	traced := switchboard.NewService("traced", "1.0.0", switchboard.WithLogger(quiet()))
+	plainEP.Handle(plain, func(ctx context.Context, r *req) (*rep, error) { return &rep{N: r.N}, nil })
+	tracedEP.Handle(traced, func(ctx context.Context, r *req) (*rep, error) { return &rep{N: r.N}, nil })
+	if err := p.Instrument(traced); err != nil {
+		b.Fatal(err)
+	}
+	for _, s := range []*switchboard.Service{plain, traced} {
+		if err := s.Start(context.Background(), conn); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Shutdown(context.Background()) })
+	}
+	off := switchboard.NewClient(conn)
+	on := switchboard.NewClient(conn, p.ClientOptions("bench")...)
+	defer off.Close()
+	defer on.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var tOff, tOn time.Duration
+	n := 0
+	call := func(traced bool) {
+		start := time.Now()
+		var err error
+		if traced {
+			_, err = tracedEP.Call(ctx, on, &req{N: 1})
+			tOn += time.Since(start)
+		} else {
+			_, err = plainEP.Call(ctx, off, &req{N: 1})
+			tOff += time.Since(start)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		// Alternate which goes first, so that neither gains from order.
+		first := n%2 == 0
+		call(first)
+		call(!first)
+		n++
+	}
+	b.ReportMetric(float64(tOff.Nanoseconds())/float64(n), "untraced-ns/call")
+	b.ReportMetric(float64(tOn.Nanoseconds())/float64(n), "traced-ns/call")
+	b.ReportMetric(float64((tOn-tOff).Nanoseconds())/float64(n), "overhead-ns/call")
+	b.ReportMetric(float64(tOn)/float64(tOff), "ratio")
+}

@@ -10,6 +10,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/goleak"
 
 	"github.com/switchboard-dev/switchboard"
 	"github.com/switchboard-dev/switchboard/bus"
@@ -328,4 +329,24 @@ func keys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+func TestShutdownStopsTheExportersGoroutines(t *testing.T) {
+	conn := embeddedBus(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p, err := tracing.New(testContext(t), tracing.Options{Bus: conn, Sampler: sdktrace.AlwaysSample()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.AttachBus(conn) // a second destination, attached later
+	svc := switchboard.NewService("svcc", "1.0.0", switchboard.WithLogger(quiet()))
+	if err := p.Instrument(svc); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Shutdown(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Shutdown(testContext(t)); err != nil {
+		t.Fatalf("a second Shutdown: %v", err)
+	}
 }
