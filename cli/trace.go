@@ -30,12 +30,16 @@ type TraceOptions struct {
 	Wait time.Duration
 	// Width is the width of the timeline bars in columns.
 	Width int
+	// List lists the recent traces (through Last, if set) instead of
+	// showing one; Limit is how many.
+	List  bool
+	Limit int
 }
 
 func newTraceCmd(g *GlobalOptions) *cobra.Command {
 	o := &TraceOptions{GlobalOptions: g}
 	cmd := &cobra.Command{
-		Use:   "trace TRACE_ID | --last SERVICE.ENDPOINT",
+		Use:   "trace TRACE_ID | --last SERVICE.ENDPOINT | --list",
 		Short: "Show a trace as a timeline: which calls ran, in parallel or one after another",
 		Long: `Show one trace as an indented timeline: each call (client and server side),
 publish and consume, with its start offset, duration, a bar on a common time
@@ -50,7 +54,9 @@ arrive: --wait says how long to wait for it.
 
 A trace id is the 32 hex digits of a W3C traceparent (the traceparent
 itself is accepted too). --last SERVICE.ENDPOINT shows the latest trace that
-passed through that endpoint (or SERVICE.TOPIC for a consumer).
+passed through that endpoint (or SERVICE.TOPIC for a consumer). --list
+lists the recent traces instead, the latest first (through --last if given),
+with their duration, span count and failed spans.
 
 An unknown trace id, or no recent trace through the endpoint, ends the
 command with exit code 4. With -o json the trace is printed as the
@@ -60,6 +66,7 @@ format of docs/protocol.md ("Traces").`,
   switchboard trace 4bf92f3577b34da6a3ce929d0e0e4736
   switchboard trace 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
   switchboard trace --last payments.trip.completed --wait 10s
+  switchboard trace --list --last trips.request_trip --limit 5
   switchboard trace --last trips.request_trip -o json | jq '.spans[] | select(.code != "OK")'`,
 		Args: argsBetween(0, 1, "TRACE_ID"),
 		RunE: runCommand(o),
@@ -67,6 +74,8 @@ format of docs/protocol.md ("Traces").`,
 	cmd.Flags().StringVar(&o.Last, "last", "", "show the latest trace through SERVICE.ENDPOINT (or SERVICE.TOPIC)")
 	cmd.Flags().DurationVar(&o.Wait, "wait", 3*time.Second, "how long to wait for the trace to reach the collector")
 	cmd.Flags().IntVar(&o.Width, "width", 40, "width of the timeline bars, in columns")
+	cmd.Flags().BoolVar(&o.List, "list", false, "list the recent traces (through --last SERVICE.ENDPOINT if given) instead of showing one")
+	cmd.Flags().IntVar(&o.Limit, "limit", 20, "with --list: how many traces to list (at most 1000)")
 	return cmd
 }
 
@@ -84,6 +93,16 @@ func (o *TraceOptions) Complete(args []string) error {
 // Validate checks the id or --last, --wait and --width.
 func (o *TraceOptions) Validate() error {
 	switch {
+	case o.List && o.TraceID != "":
+		return usageErrorf("--list lists traces: give it no trace id (--last SERVICE.ENDPOINT filters the list)")
+	case o.List && (o.Limit < 1 || o.Limit > 1000):
+		return usageErrorf("invalid --limit %d: want 1 to 1000", o.Limit)
+	case o.List:
+		if o.Last != "" {
+			if err := validateLast(o.Last); err != nil {
+				return err
+			}
+		}
 	case o.TraceID == "" && o.Last == "":
 		return usageErrorf("name a trace: switchboard trace TRACE_ID, or switchboard trace --last SERVICE.ENDPOINT").
 			withHint("see 'switchboard trace --help'")
@@ -128,6 +147,9 @@ func (o *TraceOptions) Run(ctx context.Context) error {
 	cl := switchboard.NewClient(conn, switchboard.WithCaller("cli"))
 	defer cl.Close()
 	timeout := switchboard.WithTimeout(o.Wait + 5*time.Second)
+	if o.List {
+		return o.list(ctx, cl, timeout)
+	}
 	id := o.TraceID
 	if o.Last != "" {
 		rsp, err := tracestore.GetRecent.Call(ctx, cl, &tracestore.RecentRequest{Endpoint: o.Last, Limit: 1, WaitMS: o.Wait.Milliseconds()}, timeout)
@@ -150,6 +172,35 @@ func (o *TraceOptions) Run(ctx context.Context) error {
 	}
 	renderTrace(o.IO.Out, tr, o.Width)
 	return nil
+}
+
+// list prints the recent traces.
+func (o *TraceOptions) list(ctx context.Context, cl *switchboard.Client, timeout switchboard.CallOption) error {
+	rsp, err := tracestore.GetRecent.Call(ctx, cl, &tracestore.RecentRequest{Endpoint: o.Last, Limit: o.Limit}, timeout)
+	if err != nil {
+		return traceError(err)
+	}
+	if o.JSON() {
+		if rsp.Traces == nil {
+			rsp.Traces = []tracestore.Summary{}
+		}
+		return writeJSON(o.IO.Out, rsp)
+	}
+	if len(rsp.Traces) == 0 {
+		what := "the collector holds no traces"
+		if o.Last != "" {
+			what = "no recent trace through " + o.Last
+		}
+		fmt.Fprintf(o.IO.ErrOut, "%s\nhint: traced services send their spans to the collector as they finish; call something first\n", what)
+		return nil
+	}
+	tw := newTable(o.IO.Out)
+	fmt.Fprintln(tw, "TRACE\tSTARTED\tDURATION\tSPANS\tERRORS\tROOT\tSERVICES")
+	for _, t := range rsp.Traces {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", t.TraceID, t.Start.Local().Format("15:04:05.000"), fmtDur(int64(t.Duration)),
+			t.Spans, t.Errors, t.Root, strings.Join(t.Services, ","))
+	}
+	return tw.Flush()
 }
 
 // traceError explains the collector's errors.

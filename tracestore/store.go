@@ -5,6 +5,7 @@ import (
 	"context"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,6 +36,8 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxSpans <= 0 {
 		l.MaxSpans = 50_000
 	}
+	// One trace alone must fit the total.
+	l.MaxSpansPerTrace = min(l.MaxSpansPerTrace, l.MaxSpans)
 	return l
 }
 
@@ -140,7 +143,8 @@ func (s *Store) Get(id string) (*Trace, bool) {
 type Summary struct {
 	TraceID string `json:"trace_id"`
 	// Root names the earliest span: "service.endpoint" for a server span,
-	// the span name otherwise.
+	// "service.topic" for a consumer span, "caller → service.endpoint" for
+	// a client span, "service → send topic" for a producer span.
 	Root string `json:"root"`
 	// Start is when the trace's first span started; Duration runs to the
 	// end of its last span.
@@ -203,10 +207,7 @@ func summarize(e *entry) Summary {
 	}
 	sort.Strings(sum.Services)
 	if first != nil {
-		sum.Root = first.Name
-		if k := first.Endpoint(); k != "" {
-			sum.Root = k
-		}
+		sum.Root = rootLabel(first)
 		sum.Start = time.Unix(0, first.StartNS).UTC()
 		sum.Duration = time.Duration(end - first.StartNS)
 	}
@@ -244,4 +245,18 @@ func (s *Store) Wait(ctx context.Context, cond func() bool) bool {
 			return cond()
 		}
 	}
+}
+
+func rootLabel(s *tracing.Span) string {
+	switch s.Kind {
+	case "server", "consumer":
+		if k := s.Endpoint(); k != "" {
+			return k
+		}
+	case "client":
+		return s.Service + " → " + strings.Replace(s.Name, "/", ".", 1)
+	case "producer":
+		return s.Service + " → " + s.Name
+	}
+	return s.Name
 }
