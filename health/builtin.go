@@ -40,13 +40,13 @@ func (c *Checker) checkBus(ctx context.Context) Result {
 	took := time.Since(start)
 	switch {
 	case err == nil && took > SlowBus:
-		return Degradedf("the broker at %s answered in %s (slow: over %s)", conn.URL(), took.Round(time.Millisecond), SlowBus)
+		return Degradedf("the broker at %s answered in %s (slow: over %s)", where(conn), took.Round(time.Millisecond), SlowBus)
 	case err == nil:
-		return OK("connected to %s (round trip %s)", conn.URL(), roundDur(took))
+		return OK("connected to %s (round trip %s)", where(conn), roundDur(took))
 	case bus.IsNoResponders(err):
-		return Unhealthyf("connected to %s, but the instance's own subscriptions are gone", conn.URL())
+		return Unhealthyf("connected to %s, but the instance's own subscriptions are gone", where(conn))
 	}
-	return Unhealthyf("no round trip through %s: %v", conn.URL(), strings.TrimPrefix(err.Error(), "bus: "))
+	return Unhealthyf("no round trip through %s: %v", where(conn), strings.TrimPrefix(err.Error(), "bus: "))
 }
 
 // checkCapacity compares each endpoint's in-flight handlers with its
@@ -179,6 +179,15 @@ func (c *Checker) checkEvents(context.Context) Result {
 		return OK("%d consumers; %s", len(subs), strings.Join(retried, "; "))
 	}
 	return OK("%d consumers, no failures", len(subs))
+}
+
+// where names the broker for messages: its URL (password redacted), or
+// "the broker" for a connection made without one.
+func where(conn *bus.Conn) string {
+	if u := conn.URL(); u != "" {
+		return u
+	}
+	return "the broker"
 }
 
 func roundDur(d time.Duration) time.Duration {
