@@ -72,16 +72,16 @@ func For(svc *switchboard.Service) *Checker {
 	if actual, loaded := registry.LoadOrStore(svc, c); loaded {
 		return actual.(*Checker)
 	}
-	if svc.Conn() == nil {
-		var names []string
-		for _, l := range svc.Load() {
-			names = append(names, l.Endpoint)
-		}
-		c.win = newWindow(names)
-		func() {
-			defer func() { _ = recover() }() // started meanwhile: do without
-			svc.Observe(switchboard.Observer{Request: c.win.observeRequest, Delivery: c.win.observeDelivery})
-		}()
+	var names []string
+	for _, l := range svc.Load() {
+		names = append(names, l.Endpoint)
+	}
+	win := newWindow(names)
+	// Fails, changing nothing, once the service started: the checks that
+	// learn from observing it then say so.
+	if svc.Apply(switchboard.WithObserver(switchboard.Observer{Request: win.observeRequest, Delivery: win.observeDelivery}),
+		switchboard.WithStatus(StatusName, c.summary)) == nil {
+		c.win = win
 	}
 	c.checks = []*check{
 		{name: "bus", fn: c.checkBus, timeout: DefaultTimeout},
@@ -90,6 +90,31 @@ func For(svc *switchboard.Service) *Checker {
 		{name: "events", fn: c.checkEvents, timeout: DefaultTimeout},
 	}
 	return c
+}
+
+// StatusName is the part of the instance's discovery announcement
+// (wire.InstanceInfo.Status) that carries a Summary of its health.
+const StatusName = "health"
+
+// Summary is the health an instance announces in discovery: its status and
+// the checks that are not healthy, so that announcements stay small.
+type Summary struct {
+	Status  Status       `json:"status"`
+	Time    time.Time    `json:"time,omitzero"`
+	Failing []CheckState `json:"failing,omitempty"`
+	Checks  int          `json:"checks"`
+	Running bool         `json:"running"`
+}
+
+func (c *Checker) summary() any {
+	r := c.Report()
+	s := Summary{Status: r.Status, Time: r.Time, Checks: len(r.Checks), Running: c.Running()}
+	for _, k := range r.Checks {
+		if k.Status != Healthy {
+			s.Failing = append(s.Failing, k)
+		}
+	}
+	return s
 }
 
 // Service returns the service checked.

@@ -352,3 +352,38 @@ func TestCapacityReportsTheBacklogWhereTheDriverCanTell(t *testing.T) {
 	p := newPatient(t, bus.NewConn(backlogDriver{Conn: plain.Driver(), pending: health.BacklogLimit + 1}))
 	wantCheck(t, refresh(t, p.chk), "capacity", health.Degraded, "patient.events (group patients): 10001 pending, 1 unacked")
 }
+
+func TestDiscoveryCarriesAHealthSummary(t *testing.T) {
+	conn := newBus(t)
+	p := newPatient(t, conn)
+	p.chk.Add("disk", func(ctx context.Context) health.Result { return health.Degradedf("disk 91%% full") })
+	refresh(t, p.chk)
+	raw, ok := p.svc.Info().Status[health.StatusName]
+	if !ok {
+		t.Fatalf("no %q part in the announcement: %v", health.StatusName, p.svc.Info().Status)
+	}
+	var s health.Summary
+	if err := json.Unmarshal(raw, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Status != health.Degraded || !s.Running || s.Checks != 5 || len(s.Failing) != 1 || s.Failing[0].Message != "disk 91% full" {
+		t.Errorf("summary %+v: want degraded, running, 5 checks, only disk failing", s)
+	}
+}
+
+func TestForAfterStartDoesWithoutObserving(t *testing.T) {
+	conn := newBus(t)
+	svc := switchboard.NewService("late", "1.0.0")
+	if err := svc.Start(ctxT(t), conn); err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Shutdown(context.Background())
+	chk := health.For(svc)
+	if err := chk.Start(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	defer chk.Stop(context.Background())
+	r := refresh(t, chk)
+	wantCheck(t, r, "latency", health.Healthy, "not tracked: health was attached after the service started")
+	wantCheck(t, r, "bus", health.Healthy, "connected to")
+}
