@@ -28,6 +28,9 @@ type TraceOptions struct {
 	Last string
 	// Wait is how long to wait for the trace's spans to reach the collector.
 	Wait time.Duration
+	// Settle is how long no span of the trace must have arrived before it
+	// is shown (within Wait).
+	Settle time.Duration
 	// Width is the width of the timeline bars in columns.
 	Width int
 	// List lists the recent traces (through Last, if set) instead of
@@ -50,7 +53,10 @@ Traces come from the traces collector that 'switchboard dev' runs: every
 traced service sends a sampled share of its spans over the bus (all of them
 in dev), and the collector keeps the most recent traces in memory. Spans
 travel in batches, so a trace that just finished may take a moment to
-arrive: --wait says how long to wait for it.
+arrive: --wait says how long to wait for it, and --settle how long no more
+of its spans must have arrived before it is shown. 'switchboard dev' sends
+spans every 100ms; services run with app.Run every second, so for a trace
+across several processes use --settle 1.5s.
 
 A trace id is the 32 hex digits of a W3C traceparent (the traceparent
 itself is accepted too). --last SERVICE.ENDPOINT shows the latest trace that
@@ -73,6 +79,7 @@ format of docs/protocol.md ("Traces").`,
 	}
 	cmd.Flags().StringVar(&o.Last, "last", "", "show the latest trace through SERVICE.ENDPOINT (or SERVICE.TOPIC)")
 	cmd.Flags().DurationVar(&o.Wait, "wait", 3*time.Second, "how long to wait for the trace to reach the collector")
+	cmd.Flags().DurationVar(&o.Settle, "settle", 250*time.Millisecond, "show the trace once no span of it arrived for this long (within --wait); raise it to about 1.5s for services in several processes")
 	cmd.Flags().IntVar(&o.Width, "width", 40, "width of the timeline bars, in columns")
 	cmd.Flags().BoolVar(&o.List, "list", false, "list the recent traces (through --last SERVICE.ENDPOINT if given) instead of showing one")
 	cmd.Flags().IntVar(&o.Limit, "limit", 20, "with --list: how many traces to list (at most 1000)")
@@ -114,6 +121,9 @@ func (o *TraceOptions) Validate() error {
 		if err := validateLast(o.Last); err != nil {
 			return err
 		}
+	}
+	if o.Settle < 0 || o.Settle > tracestore.MaxWait {
+		return usageErrorf("invalid --settle %s: want a duration between 0 and %s", o.Settle, tracestore.MaxWait)
 	}
 	if o.Wait < 0 || o.Wait > tracestore.MaxWait {
 		return usageErrorf("invalid --wait %s: want a duration between 0 and %s", o.Wait, tracestore.MaxWait)
@@ -163,7 +173,8 @@ func (o *TraceOptions) Run(ctx context.Context) error {
 		}
 		id = rsp.Traces[0].TraceID
 	}
-	tr, err := tracestore.GetTrace.Call(ctx, cl, &tracestore.GetTraceRequest{TraceID: id, WaitMS: o.Wait.Milliseconds()}, timeout)
+	tr, err := tracestore.GetTrace.Call(ctx, cl, &tracestore.GetTraceRequest{TraceID: id, WaitMS: o.Wait.Milliseconds(),
+		SettleMS: o.Settle.Milliseconds()}, timeout)
 	if err != nil {
 		return traceError(err)
 	}

@@ -260,3 +260,32 @@ func rootLabel(s *tracing.Span) string {
 	}
 	return s.Name
 }
+
+// WaitQuiet waits until the trace with id has received no span for quiet,
+// or ctx ends: spans of one trace arrive in batches from every process it
+// passed through, so a trace just found may still be growing. It returns at
+// once for a trace the store does not hold.
+func (s *Store) WaitQuiet(ctx context.Context, id string, quiet time.Duration) {
+	for {
+		s.mu.Lock()
+		ch := s.changed
+		el, ok := s.traces[id]
+		var since time.Duration
+		if ok {
+			since = time.Since(el.Value.(*entry).updated)
+		}
+		s.mu.Unlock()
+		if !ok || since >= quiet {
+			return
+		}
+		t := time.NewTimer(quiet - since)
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+		t.Stop()
+	}
+}

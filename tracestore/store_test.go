@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/tracestore"
@@ -91,4 +92,27 @@ func TestWaitReturnsWhenTheTraceArrives(t *testing.T) {
 	if s.Wait(short, func() bool { return false }) {
 		t.Fatal("Wait reported a condition that never held")
 	}
+}
+
+func TestWaitQuietWaitsUntilNoSpanArrivedForAWhile(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := tracestore.NewStore(tracestore.Limits{})
+		id := fmt.Sprintf("%032x", 9)
+		s.Add(span(9, 1, 0, "e"))
+		start := time.Now()
+		go func() {
+			time.Sleep(50 * time.Millisecond) // another process's batch arrives
+			s.Add(span(9, 2, 1, "e"))
+		}()
+		s.WaitQuiet(context.Background(), id, 100*time.Millisecond)
+		if took := time.Since(start); took != 150*time.Millisecond {
+			t.Errorf("WaitQuiet returned after %s, want 150ms: 100ms after the last span", took)
+		}
+		// A trace the store does not hold: at once.
+		start = time.Now()
+		s.WaitQuiet(context.Background(), fmt.Sprintf("%032x", 10), time.Second)
+		if took := time.Since(start); took != 0 {
+			t.Errorf("WaitQuiet for an unknown trace took %s", took)
+		}
+	})
 }

@@ -41,6 +41,10 @@ type GetTraceRequest struct {
 	// WaitMS, if positive, waits up to that long (at most MaxWait) for the
 	// trace to arrive before answering NotFound.
 	WaitMS int64 `json:"wait_ms,omitempty" jsonschema:"description=wait up to this long for the trace to arrive"`
+	// SettleMS, if positive, then waits (within WaitMS) until no span of
+	// the trace arrived for that long, so that spans still on their way
+	// from other processes are included.
+	SettleMS int64 `json:"settle_ms,omitempty" jsonschema:"description=then wait until no span arrived for this long"`
 }
 
 // RecentRequest asks for the latest traces through an endpoint.
@@ -187,7 +191,10 @@ func (c *Collector) getTrace(ctx context.Context, req *GetTraceRequest) (*Trace,
 	if req.WaitMS > 0 {
 		wctx, cancel := waitCtx(ctx, req.WaitMS)
 		defer cancel()
-		c.store.Wait(wctx, found)
+		if c.store.Wait(wctx, found) && req.SettleMS > 0 {
+			c.store.WaitQuiet(wctx, req.TraceID, time.Duration(req.SettleMS)*time.Millisecond)
+			found()
+		}
 	} else {
 		found()
 	}
