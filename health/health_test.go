@@ -387,3 +387,28 @@ func TestForAfterStartDoesWithoutObserving(t *testing.T) {
 	wantCheck(t, r, "latency", health.Healthy, "not tracked: health was attached after the service started")
 	wantCheck(t, r, "bus", health.Healthy, "connected to")
 }
+
+func TestChecksLearnEndpointsRegisteredAfterFor(t *testing.T) {
+	conn := newBus(t)
+	ctx := ctxT(t)
+	svc := switchboard.NewService("patient", "1.0.0")
+	chk := health.For(svc).Every(time.Hour) // first, as a custom check's one line would be
+	sleepy.Handle(svc, func(ctx context.Context, r *req) (*rsp, error) {
+		time.Sleep(3 * time.Millisecond) // the latency under test, not a wait
+		return &rsp{}, nil
+	}, switchboard.ExpectLatency(time.Millisecond))
+	if err := svc.Start(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Shutdown(context.Background())
+	if err := chk.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer chk.Stop(context.Background())
+	for range health.MinLatencySamples {
+		if _, err := sleepy.Call(ctx, svc, &req{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantCheck(t, refresh(t, chk), "latency", health.Degraded, "sleepy p99")
+}

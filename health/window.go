@@ -41,9 +41,32 @@ func bucketUpper(i int) time.Duration {
 
 // generation counts what happened during one check interval.
 type generation struct {
-	endpoints map[string]*endpointCounts // fixed at creation: no lock to read
-	mu        sync.Mutex                 // guards topics
+	// endpoints is copied on write (a new endpoint, rare), so the request
+	// path reads it without a lock.
+	endpoints atomic.Pointer[map[string]*endpointCounts]
+	mu        sync.Mutex // guards topics and writes to endpoints
 	topics    map[switchboard.TopicGroup]*topicCounts
+}
+
+// endpoint returns the counts of name, made if create and missing.
+func (g *generation) endpoint(name string, create bool) *endpointCounts {
+	if e := (*g.endpoints.Load())[name]; e != nil || !create {
+		return e
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	old := *g.endpoints.Load()
+	if e := old[name]; e != nil {
+		return e
+	}
+	next := make(map[string]*endpointCounts, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	e := &endpointCounts{}
+	next[name] = e
+	g.endpoints.Store(&next)
+	return e
 }
 
 type endpointCounts struct {
@@ -55,38 +78,46 @@ type endpointCounts struct {
 type topicCounts struct{ retried, dead, dropped atomic.Int64 }
 
 // window keeps the current and the previous generation, so checks look at
-// between one and two intervals of history.
+// between one and two intervals of history. Endpoints registered after the
+// window was made are added on their first request.
 type window struct {
 	cur, prev atomic.Pointer[generation]
-	names     []string
 }
 
 func newWindow(endpoints []string) *window {
-	w := &window{names: endpoints}
-	w.cur.Store(w.newGeneration())
-	w.prev.Store(w.newGeneration())
+	w := &window{}
+	w.cur.Store(newGeneration(endpoints))
+	w.prev.Store(newGeneration(endpoints))
 	return w
 }
 
-func (w *window) newGeneration() *generation {
-	g := &generation{endpoints: make(map[string]*endpointCounts, len(w.names)), topics: map[switchboard.TopicGroup]*topicCounts{}}
-	for _, n := range w.names {
-		g.endpoints[n] = &endpointCounts{}
+func newGeneration(endpoints []string) *generation {
+	g := &generation{topics: map[switchboard.TopicGroup]*topicCounts{}}
+	m := make(map[string]*endpointCounts, len(endpoints))
+	for _, n := range endpoints {
+		m[n] = &endpointCounts{}
 	}
+	g.endpoints.Store(&m)
 	return g
 }
 
-// rotate starts a new generation; the current one becomes the previous.
+// rotate starts a new generation, with the endpoints seen so far; the
+// current one becomes the previous.
 func (w *window) rotate() {
-	w.prev.Store(w.cur.Load())
-	w.cur.Store(w.newGeneration())
+	cur := w.cur.Load()
+	var names []string
+	for n := range *cur.endpoints.Load() {
+		names = append(names, n)
+	}
+	w.prev.Store(cur)
+	w.cur.Store(newGeneration(names))
 }
 
 func (w *window) observeRequest(r switchboard.RequestResult) {
-	e := w.cur.Load().endpoints[r.Endpoint]
-	if e == nil {
-		return // an unknown endpoint
+	if r.Endpoint == switchboard.UnknownEndpoint {
+		return
 	}
+	e := w.cur.Load().endpoint(r.Endpoint, true)
 	e.buckets[bucketOf(r.Duration)].Add(1)
 	e.n.Add(1)
 	if r.Code == bus.ResourceExhausted {
@@ -127,7 +158,7 @@ type endpointStats struct {
 func (w *window) endpoint(name string) endpointStats {
 	var s endpointStats
 	for _, g := range []*generation{w.prev.Load(), w.cur.Load()} {
-		e := g.endpoints[name]
+		e := g.endpoint(name, false)
 		if e == nil {
 			continue
 		}

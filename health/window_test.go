@@ -27,7 +27,7 @@ func TestBucketsBoundTheirValuesWithin25Percent(t *testing.T) {
 
 func TestQuantile(t *testing.T) {
 	w := newWindow([]string{"e"})
-	e := w.cur.Load().endpoints["e"]
+	e := w.cur.Load().endpoint("e", false)
 	for range 98 {
 		e.buckets[bucketOf(time.Millisecond)].Add(1)
 	}
