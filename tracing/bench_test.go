@@ -108,14 +108,27 @@ func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { ret
 func (discard) Shutdown(context.Context) error                             { return nil }
 
 // BenchmarkCallOverhead interleaves calls to an untraced and a traced copy
-// of one endpoint on the same embedded bus (production default sampling,
-// spans over the bus), so that both see the same load on the machine, and
-// reports what tracing adds to a call: overhead-ns/op and the ratio
-// traced/untraced.
+// of one endpoint on the same embedded bus (spans over the bus), so that
+// both see the same load on the machine, and reports what tracing adds to
+// a call: overhead-ns/call and the ratio traced/untraced. "unsampled" is
+// the cost of propagation alone (every call pays it), "default-10pct" the
+// production default, "all-sampled" what dev pays.
 func BenchmarkCallOverhead(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		sampler sdktrace.Sampler
+	}{
+		{"unsampled", sdktrace.ParentBased(sdktrace.NeverSample())},
+		{"default-10pct", sdktrace.ParentBased(sdktrace.TraceIDRatioBased(tracing.DefaultRatio))},
+		{"all-sampled", sdktrace.ParentBased(sdktrace.AlwaysSample())},
+	} {
+		b.Run(bc.name, func(b *testing.B) { callOverhead(b, bc.sampler) })
+	}
+}
+
+func callOverhead(b *testing.B, sampler sdktrace.Sampler) {
 	conn := embeddedBus(b)
-	p, err := tracing.New(context.Background(), tracing.Options{Bus: conn,
-		Sampler: sdktrace.ParentBased(sdktrace.TraceIDRatioBased(tracing.DefaultRatio))})
+	p, err := tracing.New(context.Background(), tracing.Options{Bus: conn, Sampler: sampler})
 	if err != nil {
 		b.Fatal(err)
 	}

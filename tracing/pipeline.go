@@ -341,18 +341,11 @@ var _ sdktrace.SpanExporter = (*busExporter)(nil)
 
 // ExportSpans is called by the batch span processor, one batch at a time.
 func (e *busExporter) ExportSpans(ctx context.Context, ro []sdktrace.ReadOnlySpan) error {
-	spans := make([]Span, len(ro))
-	for i, s := range ro {
-		spans[i] = FromOTel(s)
-	}
 	limit := maxBatchMsgLen
 	if m := e.conn.MaxMessageSize(); m > 0 {
 		limit = min(limit, m/2)
 	}
-	bodies, err := EncodeBatches(spans, limit)
-	if err != nil {
-		return err
-	}
+	bodies := encodeOTelBatches(ro, limit)
 	var errs []error
 	for _, b := range bodies {
 		if err := e.conn.Send(ctx, &bus.Message{Subject: Subject, Header: bus.Header{"Content-Type": "application/json"}, Body: b}); err != nil {

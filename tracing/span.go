@@ -114,8 +114,8 @@ func FromOTel(s sdktrace.ReadOnlySpan) Span {
 	attrs := s.Attributes()
 	if len(attrs) > 0 {
 		out.Attrs = make(map[string]string, min(len(attrs), MaxAttrs))
-		for _, kv := range attrs {
-			if len(out.Attrs) == MaxAttrs {
+		for i, kv := range attrs {
+			if i == MaxAttrs {
 				break
 			}
 			out.Attrs[clip(string(kv.Key), MaxAttrKeyLen)] = clip(kv.Value.Emit(), MaxAttrValLen)
