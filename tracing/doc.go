@@ -34,4 +34,14 @@
 // messaging.consumer.group.name. A consumer span is a child of the producer
 // span and also links to it, as the messaging conventions recommend, so the
 // event's handling is part of the trace that published it.
+//
+// LogHandler adds trace_id and span_id to log records made with a traced
+// context, so that a log line leads to its trace.
+//
+// What it costs a call (both sides, measured by BenchmarkCallOverhead and
+// BenchmarkMiddleware): the middleware takes about 1.5–2.5µs of CPU for a
+// call not sampled and 5–9µs for one sampled, spans are encoded for the bus
+// at about 0.7µs each off the call path, and the traceparent header adds to
+// every request on the wire. On a loaded two-core machine an embedded-NATS
+// round trip of about 35µs grew by 3–8µs at the production default.
 package tracing

@@ -71,6 +71,7 @@ type Pipeline struct {
 	processors []sdktrace.SpanProcessor
 	exporting  []string // what spans go to, for Describe
 	providers  []*sdktrace.TracerProvider
+	byKey      map[[3]string]*sdktrace.TracerProvider
 }
 
 // New builds a Pipeline from o and the standard OpenTelemetry environment
@@ -229,11 +230,19 @@ func (p *Pipeline) Describe() string {
 	return p.samplerDesc + " → " + to
 }
 
-// TracerProvider returns a new tracer provider for one service (or client)
+// TracerProvider returns the tracer provider for one service (or client)
 // named name: its resource says service.name, service.version and
 // service.instance.id (plus OTEL_RESOURCE_ATTRIBUTES), and it shares the
-// pipeline's sampler and exporters. The Pipeline's Shutdown covers it.
+// pipeline's sampler and exporters. The same three values give the same
+// provider. The Pipeline's Shutdown covers it.
 func (p *Pipeline) TracerProvider(name, version, instance string) *sdktrace.TracerProvider {
+	key := [3]string{name, version, instance}
+	p.mu.Lock()
+	if tp, ok := p.byKey[key]; ok {
+		p.mu.Unlock()
+		return tp
+	}
+	p.mu.Unlock()
 	attrs := resource.WithAttributes(keyServiceName.String(name))
 	opts := []resource.Option{resource.WithFromEnv(), resource.WithTelemetrySDK(), attrs}
 	if version != "" {
@@ -255,8 +264,15 @@ func (p *Pipeline) TracerProvider(name, version, instance string) *sdktrace.Trac
 	for _, sp := range p.processors {
 		tpo = append(tpo, sdktrace.WithSpanProcessor(shared{sp}))
 	}
+	if tp, ok := p.byKey[key]; ok { // made meanwhile
+		return tp
+	}
 	tp := sdktrace.NewTracerProvider(tpo...)
 	p.providers = append(p.providers, tp)
+	if p.byKey == nil {
+		p.byKey = map[[3]string]*sdktrace.TracerProvider{}
+	}
+	p.byKey[key] = tp
 	return tp
 }
 
@@ -313,7 +329,7 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 	var errs []error
 	p.mu.Lock()
 	providers, procs := p.providers, p.processors
-	p.providers, p.processors = nil, nil
+	p.providers, p.processors, p.byKey = nil, nil, nil
 	p.mu.Unlock()
 	for _, tp := range providers {
 		errs = append(errs, tp.Shutdown(ctx)) // the shared processors ignore it

@@ -2,7 +2,9 @@ package tracing_test
 
 import (
 	"context"
+	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -349,4 +351,47 @@ func TestShutdownStopsTheExportersGoroutines(t *testing.T) {
 	if err := p.Shutdown(testContext(t)); err != nil {
 		t.Fatalf("a second Shutdown: %v", err)
 	}
+}
+
+func TestLogHandlerAddsTheTraceOfTheHandler(t *testing.T) {
+	conn := embeddedBus(t)
+	p, err := tracing.New(testContext(t), tracing.Options{Sampler: sdktrace.AlwaysSample()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf strings.Builder
+	var mu sync.Mutex
+	log := slog.New(tracing.LogHandler(slog.NewTextHandler(&lockedWriter{w: &buf, mu: &mu}, nil))).With("component", "test")
+	svc := switchboard.NewService("svcc", "1.0.0", switchboard.WithLogger(quiet()))
+	ids := make(chan string, 1)
+	epC.Handle(svc, func(ctx context.Context, r *req) (*rep, error) {
+		log.InfoContext(ctx, "handling")
+		ids <- trace.SpanContextFromContext(ctx).TraceID().String()
+		return &rep{}, nil
+	})
+	start(t, conn, p, svc)
+	cl := switchboard.NewClient(conn, p.ClientOptions("tester")...)
+	defer cl.Close()
+	if _, err := epC.Call(testContext(t), cl, &req{}); err != nil {
+		t.Fatal(err)
+	}
+	id := <-ids
+	log.Info("outside")
+	mu.Lock()
+	defer mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "trace_id="+id) || !strings.Contains(lines[0], "component=test") || strings.Contains(lines[1], "trace_id") {
+		t.Errorf("log lines:\n%s\nwant the first with trace_id=%s, the second without", buf.String(), id)
+	}
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
