@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
 
@@ -105,5 +106,19 @@ func TestTraceOptions(t *testing.T) {
 			}
 			wantExit(t, err, tc.exit, tc.msg)
 		})
+	}
+}
+
+func TestTraceWithoutACollectorSaysWhereOneRuns(t *testing.T) {
+	g := globals()
+	g.BusURL = "embedded://" + t.TempDir()
+	o := &TraceOptions{GlobalOptions: g, TraceID: tid, Wait: 0, Width: 40}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	err := failed(o.Run(context.Background()))
+	wantExit(t, err, ExitFailed, `no instance of service "traces" is running`)
+	if e := err.(*ExitError); !strings.Contains(e.Hint, "'switchboard dev' runs one") {
+		t.Errorf("hint %q does not say where a collector runs", e.Hint)
 	}
 }
