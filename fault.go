@@ -239,6 +239,10 @@ func (s *Service) injectEvent(ctx context.Context, topic string) error {
 	}
 }
 
+// Faults returns the faults injected into this instance right now, with how
+// often each fired (see `switchboard fault`); none in normal operation.
+func (s *Service) Faults() []wire.ActiveFault { return s.faults.state() }
+
 // serveFault answers a fault injection command.
 func (s *Service) serveFault(_ context.Context, m *bus.Message) *bus.Message {
 	reply := &bus.Message{Header: bus.Header{wire.HeaderInstance: s.id}}

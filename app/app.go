@@ -123,10 +123,10 @@ func RunOptions(ctx context.Context, opts Options, svcs ...*switchboard.Service)
 	if err := tr.Instrument(svcs...); err != nil {
 		return err
 	}
-	if err := Prepare(svcs...); err != nil {
+	adm := admin.New()
+	if err := PrepareWith(adm.Metrics(), svcs...); err != nil {
 		return err
 	}
-	adm := admin.New()
 	checkers := make([]*health.Checker, len(svcs))
 	for i, s := range svcs {
 		checkers[i] = adm.Attach(s) // before Start: observers are fixed then

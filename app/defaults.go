@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/switchboard-dev/switchboard"
+	"github.com/switchboard-dev/switchboard/metrics"
 	"github.com/switchboard-dev/switchboard/resilience"
 )
 
@@ -24,7 +25,12 @@ const EnvResilience = "SWITCHBOARD_RESILIENCE"
 // own. Run, RunContext and `switchboard dev` call it; a program that starts
 // services itself calls it before Start. A configuration file that cannot
 // be read or is invalid is an error naming the file and the field.
-func Prepare(svcs ...*switchboard.Service) error {
+func Prepare(svcs ...*switchboard.Service) error { return PrepareWith(nil, svcs...) }
+
+// PrepareWith is Prepare that also counts every decision of the protections
+// it installs in m (switchboard_resilience_decisions_total), when m is not
+// nil.
+func PrepareWith(m *metrics.Metrics, svcs ...*switchboard.Service) error {
 	var cfg *resilience.Config
 	if path := os.Getenv(EnvResilience); path != "" {
 		c, err := resilience.LoadConfig(path)
@@ -38,7 +44,14 @@ func Prepare(svcs ...*switchboard.Service) error {
 		if s.Reports(resilience.StatusName) {
 			continue
 		}
-		errs = append(errs, s.Apply(cfg.Protections(s.Name()).ServiceOptions()...))
+		p := cfg.Protections(s.Name())
+		if m != nil {
+			name := s.Name()
+			p.ObserveDecisions(func(d resilience.Decision) {
+				m.Decision(name, d.Protection, d.Action, d.Reason, d.Service, d.Endpoint)
+			})
+		}
+		errs = append(errs, s.Apply(p.ServiceOptions()...))
 	}
 	return errors.Join(errs...)
 }

@@ -25,6 +25,9 @@
 //	switchboard_event_handler_duration_seconds{service,topic,group}      histogram
 //	switchboard_consumer_lag_messages{service,topic,group}              gauge, where the driver can tell
 //	switchboard_consumer_unacked_messages{service,topic,group}          gauge, where the driver can tell
+//	switchboard_resilience_decisions_total{service,protection,action,reason,target_service,target_endpoint}
+//	switchboard_fault_injected{service,instance,target,fault}            gauge, 1 per fault in force
+//	switchboard_fault_fired{service,instance,target}                     gauge, calls or events it changed
 //
 // The consumer gauges ask the broker at scrape time (bus.Conn.Backlog),
 // within ScrapeTimeout, and only on drivers that implement it; every
@@ -68,6 +71,9 @@ type Metrics struct {
 	inFlight     *prometheus.Desc
 	maxInFlight  *prometheus.Desc
 	lag, unacked *prometheus.Desc
+	decisions    *prometheus.CounterVec
+	faultActive  *prometheus.Desc
+	faultFired   *prometheus.Desc
 
 	mu   sync.Mutex
 	svcs []*switchboard.Service
@@ -122,9 +128,16 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			"Messages stored on the topic and not yet delivered to the consumer group (as the broker reports it).", []string{"service", "topic", "group"}, nil),
 		unacked: prometheus.NewDesc("switchboard_consumer_unacked_messages",
 			"Messages delivered to the consumer group and not yet acknowledged (as the broker reports it).", []string{"service", "topic", "group"}, nil),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_resilience_decisions_total",
+			Help: "Decisions of the protections (retry, breaker, ratelimit, shed): the action taken and why, by target."},
+			[]string{"service", "protection", "action", "reason", "target_service", "target_endpoint"}),
+		faultActive: prometheus.NewDesc("switchboard_fault_injected",
+			"1 for each fault injected into the instance now (switchboard fault), by target: a fault left on is an outage someone forgot.", []string{"service", "instance", "target", "fault"}, nil),
+		faultFired: prometheus.NewDesc("switchboard_fault_fired",
+			"How many calls or events a fault in force has changed since it was set.", []string{"service", "instance", "target"}, nil),
 	}
 	for _, c := range []prometheus.Collector{m.serverReqs, m.serverDur, m.clientReqs, m.clientDur, m.published,
-		m.consumed, m.redelivered, m.deadLettered, m.handlerDur, loadCollector{m}} {
+		m.consumed, m.redelivered, m.deadLettered, m.handlerDur, m.decisions, loadCollector{m}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -242,6 +255,8 @@ func (l loadCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- l.m.maxInFlight
 	ch <- l.m.lag
 	ch <- l.m.unacked
+	ch <- l.m.faultActive
+	ch <- l.m.faultFired
 }
 
 // ScrapeTimeout bounds the broker calls a scrape makes for the consumer
@@ -253,6 +268,10 @@ func (l loadCollector) Collect(ch chan<- prometheus.Metric) {
 	svcs := slices.Clone(l.m.svcs)
 	l.m.mu.Unlock()
 	for _, s := range svcs {
+		for _, f := range s.Faults() {
+			ch <- prometheus.MustNewConstMetric(l.m.faultActive, prometheus.GaugeValue, 1, s.Name(), s.ID(), f.Target(), f.Fault.String())
+			ch <- prometheus.MustNewConstMetric(l.m.faultFired, prometheus.GaugeValue, float64(f.Fired), s.Name(), s.ID(), f.Target())
+		}
 		for _, e := range s.Load() {
 			ch <- prometheus.MustNewConstMetric(l.m.inFlight, prometheus.GaugeValue, float64(e.InFlight), s.Name(), e.Endpoint)
 			ch <- prometheus.MustNewConstMetric(l.m.maxInFlight, prometheus.GaugeValue, float64(e.MaxInFlight), s.Name(), e.Endpoint)
@@ -272,4 +291,13 @@ func (l loadCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		cancel()
 	}
+}
+
+// Decision counts one decision a protection made for service, as
+// switchboard_resilience_decisions_total: protection ("retry", "breaker",
+// "ratelimit", "shed"), action ("retry", "give_up", "reject"), reason (one
+// fixed word) and the target. Package app passes every decision of the
+// protections it installs (resilience.Protections.ObserveDecisions).
+func (m *Metrics) Decision(service, protection, action, reason, targetService, targetEndpoint string) {
+	m.decisions.WithLabelValues(service, protection, action, reason, targetService, targetEndpoint).Inc()
 }

@@ -124,3 +124,28 @@ func (p *Protections) Status() Status {
 	}
 	return st
 }
+
+// ObserveDecisions passes every decision of every protection in p to f, in
+// addition to any Observe hook already set: for metrics and logs. Call it
+// before Client, Server or ServiceOptions (Retry is copied into its
+// middleware). f is called on the call's path: keep it fast.
+func (p *Protections) ObserveDecisions(f func(Decision)) {
+	both := func(prev func(Decision)) func(Decision) {
+		if prev == nil {
+			return f
+		}
+		return func(d Decision) { prev(d); f(d) }
+	}
+	if p.Retry != nil {
+		p.Retry.Observe = both(p.Retry.Observe)
+	}
+	if p.Breaker != nil {
+		p.Breaker.Observe = both(p.Breaker.Observe)
+	}
+	if p.Shed != nil {
+		p.Shed.Observe = both(p.Shed.Observe)
+	}
+	for _, l := range append(append([]*RateLimit(nil), p.ServerRateLimits...), p.ClientRateLimits...) {
+		l.Observe = both(l.Observe)
+	}
+}
