@@ -193,6 +193,7 @@ writes to ./.switchboard/dev.json and to your user config directory).
 		newDevCmd,
 		newBenchCmd,
 		newFaultCmd,
+		newControlPlaneCmd,
 		newTraceCmd,
 		newHealthCmd,
 	} {

@@ -58,6 +58,12 @@ type DevOptions struct {
 	WorkloadRate float64
 	// Quiet logs only warnings and errors.
 	Quiet bool
+	// Dashboard is where the control plane serves the dashboard and its
+	// API; "" runs no control plane.
+	Dashboard string
+	// dashboardSet says --dashboard was given: a taken address is then an
+	// error rather than a reason to pick a free port.
+	dashboardSet bool
 	// AdminAddr is where the admin HTTP server of the whole dev process
 	// listens (/healthz, /readyz, /metrics); "" turns it off.
 	AdminAddr string
@@ -112,6 +118,7 @@ With -o json, dev prints one JSON object when it is ready:
 		Args: argsBetween(0, 0, "none"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.portSet = cmd.Flags().Changed("port")
+			o.dashboardSet = cmd.Flags().Changed("dashboard")
 			for _, f := range []string{"data", "port", "sync"} {
 				if cmd.Flags().Changed(f) {
 					o.embeddedFlags = append(o.embeddedFlags, "--"+f)
@@ -132,6 +139,7 @@ With -o json, dev prints one JSON object when it is ready:
 	f.StringVar(&o.Sync, "sync", "always", `when JetStream fsyncs: "always" (every event) or an interval such as 1s`)
 	f.Float64Var(&o.WorkloadRate, "workload-rate", DefaultWorkloadRate, "trips per second the example workload requests (0: none)")
 	f.BoolVar(&o.Quiet, "quiet", false, "log only warnings and errors")
+	f.StringVar(&o.Dashboard, "dashboard", net.JoinHostPort("127.0.0.1", strconv.Itoa(DefaultDashboardPort)), `address of the control plane's dashboard and API (a free port if the default is taken; "" for none)`)
 	f.StringVar(&o.AdminAddr, "admin", "127.0.0.1:0", `address of the admin HTTP server: /healthz, /readyz and /metrics of every service (default a free port; "" for none)`)
 	return cmd
 }
@@ -182,6 +190,9 @@ type DevInfo struct {
 	DataDir string `json:"data_dir"`
 	PID     int    `json:"pid"`
 	ReadyMS int64  `json:"ready_ms"`
+	// DashboardURL is the control plane's dashboard, "" when --dashboard ""
+	// turned it off.
+	DashboardURL string `json:"dashboard_url,omitempty"`
 	// AdminURL is the admin HTTP server (/healthz, /readyz, /metrics), ""
 	// when --admin "" turned it off.
 	AdminURL string `json:"admin_url,omitempty"`
@@ -285,6 +296,16 @@ func (o *DevOptions) Run(ctx context.Context) (err error) {
 	stops = append(stops, collector.Shutdown)
 	log.Info("tracing", "spans", tr.Describe())
 
+	if o.Dashboard != "" {
+		// Before the examples, so that it sees them start.
+		cp, err := startControlPlane(ctx, conn, o.Dashboard, !o.dashboardSet, 5*time.Second, log)
+		if err != nil {
+			return err
+		}
+		info.DashboardURL = cp.URL()
+		stops = append(stops, cp.Shutdown)
+	}
+
 	platform, err := startExamples(ctx, conn, o.WorkloadRate, log, adm, tr)
 	if err != nil {
 		return fmt.Errorf("start the example services: %w", err)
@@ -345,6 +366,9 @@ func (o *DevOptions) banner(info DevInfo, p *examplePlatform) {
 		fmt.Fprintf(tw, "  data\tkept by the broker\n")
 	}
 	fmt.Fprintf(tw, "  services\t%s\n", joinOrDash(p.Names()))
+	if info.DashboardURL != "" {
+		fmt.Fprintf(tw, "  dashboard\t%s\n", info.DashboardURL)
+	}
 	if info.AdminURL != "" {
 		fmt.Fprintf(tw, "  admin\t%s  (/metrics /readyz /healthz)\n", info.AdminURL)
 	}

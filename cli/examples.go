@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-dev/switchboard/examples/ridehail/workload"
 	"github.com/switchboard-dev/switchboard/health"
 	"github.com/switchboard-dev/switchboard/tracing"
+	"github.com/switchboard-dev/switchboard/traffic"
 )
 
 // examplePlatform is what `switchboard dev` runs on its bus: the
@@ -38,6 +39,9 @@ func startExamples(ctx context.Context, conn *bus.Conn, rate float64, log *slog.
 		return nil, err
 	}
 	if err := app.Prepare(svcs...); err != nil {
+		return nil, err
+	}
+	if err := traffic.Install(svcs...); err != nil { // callers and latencies for the control plane
 		return nil, err
 	}
 	for _, svc := range svcs {
