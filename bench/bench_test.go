@@ -30,8 +30,19 @@ func TestReportSmoke(t *testing.T) {
 	}
 	checkReport(t, rpc, "rpc", []string{
 		"rpc_sequential_tcp", "rpc_1_caller_tcp", "rpc_4_callers_tcp",
+		"rpc_sequential_observed_tcp", "rpc_4_callers_observed_tcp",
 		"rpc_sequential_inproc", "rpc_1_caller_inproc", "rpc_4_callers_inproc",
+		"rpc_sequential_observed_inproc", "rpc_4_callers_observed_inproc",
 	})
+	var costs int
+	for _, n := range rpc.Notes {
+		if strings.HasPrefix(n, "observability on rpc_") {
+			costs++
+		}
+	}
+	if costs != 4 {
+		t.Errorf("%d notes on what observability costs, want one per observed case (4): %q", costs, rpc.Notes)
+	}
 
 	ev, err := Events(ctx, tiny())
 	if err != nil {

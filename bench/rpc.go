@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -40,6 +41,7 @@ func RPC(ctx context.Context, cfg Config) (Report, error) {
 		"raw: nats.go QueueSubscribe responder and nc.RequestMsg; both sides JSON-encode and decode the same request and reply",
 		"each side has its own two connections (caller, responder) of the case's connection type to the same server",
 		"allocs are whole-process heap allocations per call: caller, responder and, when embedded, the server",
+		"*_observed_*: the Switchboard side as app.Run runs services: tracing at the production default sampling (spans batched over the bus), Prometheus metrics, health checks and the default protections",
 	}
 	if cfg.BusURL != "" && len(cfg.Connections) == 0 {
 		rep.Skipped = append(rep.Skipped, "in-process connection: only with the embedded server (--bus names an external one)")
@@ -49,15 +51,41 @@ func RPC(ctx context.Context, cfg Config) (Report, error) {
 		if err != nil {
 			return rep, err
 		}
-		cases, err := rpcCases(ctx, &cfg, conn, p.callSwitchboard, p.callRaw, p.sbWire, p.rawWire)
+		cases, err := rpcCases(ctx, &cfg, conn, "", p.callSwitchboard, p.callRaw, p.sbWire, p.rawWire)
+		if err == nil {
+			var more []Case
+			more, err = rpcCases(ctx, &cfg, conn, "observed", p.observed.callSwitchboard, p.callRaw, p.sbWire, p.rawWire)
+			cases = append(cases, more...)
+		}
 		p.close()
 		rep.Cases = append(rep.Cases, cases...)
 		if err != nil {
 			return rep, err
 		}
 	}
+	rep.Notes = append(rep.Notes, observabilityNotes(rep.Cases)...)
 	rep.finish(start)
 	return rep, nil
+}
+
+// observabilityNotes says what observability costs: each observed case's
+// ratios to raw against those of the same case without it.
+func observabilityNotes(cases []Case) []string {
+	var notes []string
+	for _, o := range cases {
+		plainName := strings.Replace(o.Name, "_observed", "", 1)
+		if plainName == o.Name {
+			continue
+		}
+		for _, c := range cases {
+			if c.Name == plainName && c.P50Ratio > 0 && c.ThroughputRatio > 0 {
+				notes = append(notes, fmt.Sprintf("observability on %s: p50 %+.1f%%, throughput %+.1f%% (ratios to raw %.3f vs %.3f and %.3f vs %.3f)",
+					plainName, (o.P50Ratio/c.P50Ratio-1)*100, (o.ThroughputRatio/c.ThroughputRatio-1)*100,
+					o.P50Ratio, c.P50Ratio, o.ThroughputRatio, c.ThroughputRatio))
+			}
+		}
+	}
+	return notes
 }
 
 // rpcPair is a Switchboard service and client and a raw responder and
@@ -66,6 +94,8 @@ type rpcPair struct {
 	e    *env
 	conn Connection
 	sbRPC
+	// observed is the same endpoint with the platform's observability on.
+	observed sbRPC
 
 	rawCli     *nats.Conn
 	rawSub     *nats.Subscription
@@ -99,6 +129,12 @@ func newRPCPair(ctx context.Context, e *env, conn Connection) (*rpcPair, error) 
 		return nil, err
 	}
 	if err := p.start(ctx, e.service()+"-"+string(conn), srvBus, cliBus); err != nil {
+		return nil, err
+	}
+	if p.observed.obs, err = newObservability(ctx); err != nil {
+		return nil, err
+	}
+	if err := p.observed.start(ctx, e.service()+"-obs-"+string(conn), srvBus, cliBus); err != nil {
 		return nil, err
 	}
 
@@ -143,6 +179,7 @@ func newRPCPair(ctx context.Context, e *env, conn Connection) (*rpcPair, error) 
 
 func (p *rpcPair) close() {
 	p.stop()
+	p.observed.stop()
 	_ = p.rawSub.Unsubscribe()
 	if p.rawHdrSub != nil {
 		_ = p.rawHdrSub.Unsubscribe()
@@ -201,8 +238,9 @@ func (p *rpcPair) measureWire(ctx context.Context) error {
 
 // rpcCases measures the RPC cases on one connection type: sb and raw make
 // the same call on the two sides, sbW and rawW are what one call of each
-// looks like on the wire.
-func rpcCases(ctx context.Context, cfg *Config, conn Connection, sbCall, rawCall callFunc, sbW, rawW Figures) ([]Case, error) {
+// looks like on the wire. A variant ("observed") names the cases after it
+// and measures only sequential latency and concurrent throughput.
+func rpcCases(ctx context.Context, cfg *Config, conn Connection, variant string, sbCall, rawCall callFunc, sbW, rawW Figures) ([]Case, error) {
 	type spec struct {
 		name, what string
 		callers    int
@@ -214,6 +252,13 @@ func rpcCases(ctx context.Context, cfg *Config, conn Connection, sbCall, rawCall
 		{"rpc_sequential", fmt.Sprintf("latency of %d sequential calls", cfg.Requests), 1, cfg.Requests / cfg.Rounds, 0},
 		{"rpc_1_caller", fmt.Sprintf("throughput of 1 caller for %s", cfg.Duration), 1, 0, perRound},
 		{fmt.Sprintf("rpc_%d_callers", cfg.Callers), fmt.Sprintf("throughput of %d concurrent callers for %s", cfg.Callers, cfg.Duration), cfg.Callers, 0, perRound},
+	}
+	if variant != "" {
+		specs = []spec{specs[0], specs[2]}
+		for i := range specs {
+			specs[i].name += "_" + variant
+			specs[i].what += " (" + variant + ")"
+		}
 	}
 	var cases []Case
 	for _, s := range specs {

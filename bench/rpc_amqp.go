@@ -33,7 +33,7 @@ func rpcAMQP(ctx context.Context, cfg *Config) (Report, error) {
 			return nil, err
 		}
 		defer p.close()
-		return rpcCases(ctx, cfg, TCP, p.callSwitchboard, p.callRaw, p.sbWire, p.rawWire)
+		return rpcCases(ctx, cfg, TCP, "", p.callSwitchboard, p.callRaw, p.sbWire, p.rawWire)
 	})
 }
 

@@ -4,9 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/switchboard-dev/switchboard"
+	"github.com/switchboard-dev/switchboard/admin"
+	"github.com/switchboard-dev/switchboard/app"
 	"github.com/switchboard-dev/switchboard/bus"
+	"github.com/switchboard-dev/switchboard/health"
+	"github.com/switchboard-dev/switchboard/tracing"
 )
 
 // The Switchboard side of the cases is the same code on every broker: only
@@ -27,11 +32,46 @@ func (s *sbSide) stop() {
 	}
 }
 
+func (s *sbRPC) stop() {
+	s.sbSide.stop()
+	if s.obs != nil {
+		s.obs.stop()
+	}
+}
+
 // sbRPC is a typed endpoint served by a Switchboard service and called by a
-// Switchboard client.
+// Switchboard client, bare or, with obs, as app.Run runs services.
 type sbRPC struct {
 	sbSide
-	ep switchboard.EndpointDef[*QuoteRequest, *QuoteReply]
+	ep  switchboard.EndpointDef[*QuoteRequest, *QuoteReply]
+	obs *observability
+}
+
+// observability is what app.Run installs on every service and what the
+// "observed" cases measure: tracing at the production default sampling
+// (spans batched over the bus, no OTLP), Prometheus metrics and health
+// checks (package admin), and the default protections (app.PrepareWith).
+type observability struct {
+	tr  *tracing.Pipeline
+	adm *admin.Server
+	chk *health.Checker
+}
+
+func newObservability(ctx context.Context) (*observability, error) {
+	tr, err := tracing.New(ctx, tracing.Options{NoOTLP: true, Logger: quiet})
+	if err != nil {
+		return nil, fmt.Errorf("bench: tracing: %w", err)
+	}
+	return &observability{tr: tr, adm: admin.New()}, nil
+}
+
+func (o *observability) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if o.chk != nil {
+		_ = o.chk.Stop(ctx)
+	}
+	_ = o.tr.Shutdown(ctx)
 }
 
 // start serves the endpoint of service svcName on srv and makes the client
@@ -42,10 +82,28 @@ func (s *sbRPC) start(ctx context.Context, svcName string, srv, cli *bus.Conn) e
 	s.ep.Handle(s.svc, func(_ context.Context, req *QuoteRequest) (*QuoteReply, error) {
 		return quote(req), nil
 	})
+	clientOpts := []switchboard.ClientOption{switchboard.WithCaller("bench")}
+	if o := s.obs; o != nil {
+		if err := o.tr.Instrument(s.svc); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		if err := app.PrepareWith(o.adm.Metrics(), s.svc); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		o.chk = o.adm.Attach(s.svc).WithLogger(quiet)
+		o.tr.AttachBus(srv)
+		clientOpts = append(o.tr.ClientOptions("bench"), append(clientOpts,
+			switchboard.WithClientMiddleware(o.adm.Metrics().ClientMiddleware()))...)
+	}
 	if err := s.svc.Start(ctx, srv); err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
-	s.client = switchboard.NewClient(cli, switchboard.WithCaller("bench"))
+	if s.obs != nil {
+		if err := s.obs.chk.Start(ctx); err != nil {
+			return fmt.Errorf("bench: health: %w", err)
+		}
+	}
+	s.client = switchboard.NewClient(cli, clientOpts...)
 	return nil
 }
 
