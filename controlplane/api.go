@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -369,17 +370,58 @@ func (cp *ControlPlane) apiDeadLetterPlaces(w http.ResponseWriter, r *http.Reque
 	ctx, cancel := busCtx(r)
 	defer cancel()
 	var places []bus.DeadLetterPlace
+	source := "broker"
 	if group != "" {
 		ds, err := cp.conn.DeadLetters(ctx, group, topic, bus.DeadLetterFilter{})
 		if err != nil {
 			return err
 		}
 		places = []bus.DeadLetterPlace{{Group: group, Topic: topic, Count: len(ds)}}
-	} else if places, err = cp.conn.DeadLetterPlaces(ctx); err != nil {
+	} else if places, err = cp.conn.DeadLetterPlaces(ctx); bus.ErrorCode(err) == bus.Unimplemented {
+		// The broker cannot list them (RabbitMQ over AMQP): look in the
+		// places of the consumer groups that running services announce.
+		source = "discovery"
+		if places, err = cp.knownPlaces(ctx); err != nil {
+			return err
+		}
+	} else if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"places": orEmpty(places), "features": cp.conn.DeadLetterSupport()})
+	writeJSON(w, http.StatusOK, map[string]any{"places": orEmpty(places), "source": source, "features": cp.conn.DeadLetterSupport()})
 	return nil
+}
+
+// knownPlaces counts the dead letters of every consumer group that running
+// services announce, leaving out the empty places.
+func (cp *ControlPlane) knownPlaces(ctx context.Context) ([]bus.DeadLetterPlace, error) {
+	seen := map[[2]string]bool{}
+	var out []bus.DeadLetterPlace
+	for _, v := range cp.state.snapshot(time.Now()) {
+		for _, t := range v.Info.Subscribes {
+			k := [2]string{t.Group, t.Topic}
+			if t.Group == "" || seen[k] {
+				continue
+			}
+			seen[k] = true
+			ds, err := cp.conn.DeadLetters(ctx, t.Group, t.Topic, bus.DeadLetterFilter{})
+			if bus.ErrorCode(err) == bus.NotFound {
+				continue // not declared yet on the broker
+			}
+			if err != nil {
+				return nil, err
+			}
+			if len(ds) > 0 {
+				out = append(out, bus.DeadLetterPlace{Group: t.Group, Topic: t.Topic, Count: len(ds)})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Group != out[j].Group {
+			return out[i].Group < out[j].Group
+		}
+		return out[i].Topic < out[j].Topic
+	})
+	return out, nil
 }
 
 func (cp *ControlPlane) apiDeadLetters(w http.ResponseWriter, r *http.Request) error {

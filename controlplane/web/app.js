@@ -422,14 +422,22 @@ function pageEvents(topic) {
 
 function pageDeadLetterPlaces() {
   const box = h("div", {});
+  const note = h("div", {});
+  const group = h("input", { id: "dlq-group", placeholder: "group", size: 16 });
+  const topic = h("input", { id: "dlq-topic", placeholder: "topic", size: 24 });
+  const go = h("button", { class: "secondary", onclick: () => {
+    if (group.value.trim() && topic.value.trim()) location.hash = `#/deadletters/${encodeURIComponent(group.value.trim())}/${encodeURIComponent(topic.value.trim())}`;
+  } }, "Open");
   setPage("deadletters", h("h1", {}, "Dead letters"),
-    h("p", { class: "muted" }, "Events a consumer group gave up on after its handler failed them, by group and topic."), box);
+    h("p", { class: "muted" }, "Events a consumer group gave up on after its handler failed them, by group and topic."),
+    h("div", { class: "row" }, "Open a place:", group, topic, go), note, box);
   every(3000, async () => {
     let d;
     try { d = await api("/api/deadletters"); } catch (e) {
       box.replaceChildren(banner("warn", e.message));
       return;
     }
+    note.replaceChildren(d.source === "discovery" ? h("p", { class: "muted" }, "This broker cannot list its dead-letter places: these are the consumer groups that running services announce.") : "");
     if (!d.places.length) { box.replaceChildren(banner("ok", "No dead letters. Nothing has failed for good.")); return; }
     box.replaceChildren(h("table", { id: "dlq-places" },
       h("thead", {}, h("tr", {}, h("th", {}, "Group"), h("th", {}, "Topic"), h("th", { class: "num" }, "Dead letters"))),
