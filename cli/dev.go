@@ -109,8 +109,13 @@ metrics; one admin HTTP server for the whole process (--admin, a free port
 on 127.0.0.1 by default, printed when ready) serves /metrics, /readyz and
 /healthz for all of them.
 
+The control plane runs with them: a web dashboard (services, live graphs
+per endpoint, the service graph, events, dead letters, a form to call any
+endpoint, traces) and its JSON API on --dashboard, 127.0.0.1 port ` + strconv.Itoa(DefaultDashboardPort) + ` by
+default (a free port if that one is taken), printed when ready.
+
 With -o json, dev prints one JSON object when it is ready:
-{"bus_url": …, "data_dir": …, "pid": …, "ready_ms": …, "admin_url": …}.`,
+{"bus_url": …, "data_dir": …, "pid": …, "ready_ms": …, "admin_url": …, "dashboard_url": …}.`,
 		Example: `  switchboard dev
   switchboard dev --data /tmp/sb --port 0 --workload-rate 0
   switchboard dev --sync 1s --quiet

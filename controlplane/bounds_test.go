@@ -112,6 +112,11 @@ func TestEventTailIsBounded(t *testing.T) {
 	if ev := one.recent("big", 0, 1)[0]; len(ev.body) != 1024 || !ev.truncated || ev.size != len(big) {
 		t.Errorf("a 1 MiB body is kept as %d bytes (truncated %v, size %d), want 1024", len(ev.body), ev.truncated, ev.size)
 	}
+	hdr := bus.Header{wire.HeaderCEID: "e1", "X-Big": string(big)}
+	one.add(&bus.Message{Subject: "big", Header: hdr, Body: []byte("{}")}, now)
+	if ev := one.recent("big", 0, 1)[0]; len(ev.header["X-Big"]) != 0 || ev.header[wire.HeaderCEID] != "e1" || !ev.truncated {
+		t.Errorf("1 MiB of headers kept as %d bytes (id %q, truncated %v)", len(ev.header["X-Big"]), ev.header[wire.HeaderCEID], ev.truncated)
+	}
 	t.Logf("100000 events on 10005 topics: kept %d events on %d topics, %d body bytes; %d topics forgotten", len(evs), len(tail.topics), bytes, tail.evicted)
 }
 

@@ -59,6 +59,23 @@ func (t *eventTail) add(m *bus.Message, now time.Time) {
 	if len(body) > t.maxBody {
 		body, ev.truncated = body[:t.maxBody], true
 	}
+	hsize := 0
+	for k, v := range ev.header {
+		hsize += len(k) + len(v)
+	}
+	if hsize > t.maxBody { // headers are bounded too: keep the event's attributes
+		for k := range ev.header {
+			if !ceHeaders[k] {
+				delete(ev.header, k)
+			}
+		}
+		for k, v := range ev.header {
+			if len(v) > 1024 {
+				ev.header[k] = v[:1024]
+			}
+		}
+		ev.truncated = true
+	}
 	ev.body = bytes.Clone(body)
 	t.mu.Lock()
 	defer t.mu.Unlock()

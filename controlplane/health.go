@@ -83,6 +83,10 @@ func (cp *ControlPlane) observeHealth(m *bus.Message) {
 	if len(r.Checks) > 64 { // what an instance sends is bounded here
 		r.Checks = r.Checks[:64]
 	}
+	for i := range r.Checks {
+		r.Checks[i].Name = cut(r.Checks[i].Name, 128)
+		r.Checks[i].Message = cut(r.Checks[i].Message, 1024)
+	}
 	r.received = time.Now()
 	s := cp.state
 	s.mu.Lock()
@@ -90,4 +94,12 @@ func (cp *ControlPlane) observeHealth(m *bus.Message) {
 	if in := s.instances[r.Instance]; in != nil {
 		in.health = &r
 	}
+}
+
+// cut shortens s to at most n bytes, marking it.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
