@@ -398,7 +398,7 @@ function pageEvents(topic) {
     list.replaceChildren(h("a", { href: "#/events", class: topic ? "" : "active" }, "all topics"),
       ...ts.topics.map(t => h("a", { href: "#/events/" + encodeURIComponent(t.topic), class: t.topic === topic ? "active" : "", "data-topic": t.topic },
         t.topic, " ", h("span", { class: "muted" }, `(${t.seen})`))));
-    const q = new URLSearchParams({ limit: "50" });
+    const q = new URLSearchParams({ limit: shown.length ? "50" : "20" });
     if (topic) q.set("topic", topic);
     if (since) q.set("since", String(since));
     const evs = (await api("/api/events?" + q)).events;
@@ -714,6 +714,16 @@ function sequenceDiagram(spans) {
       if (sp.kind === "producer") {
         const consumer = spans.find(c => c.kind === "consumer" && c.parent_id === sp.span_id);
         to = consumer ? consumer.service : null;
+      }
+      if (sp.kind === "producer" && (!to || !services.includes(to))) {
+        // A publish nobody in this trace consumed: a short dashed arrow
+        // out of the publisher, named by its topic.
+        const ys = y(sp.start_ns), x1 = x(sp.service) + 6;
+        const topicName = sp.attrs && sp.attrs["messaging.destination.name"] || sp.name;
+        svg.append(s("line", { x1, y1: ys, x2: x1 + 70, y2: ys, stroke: "#8e6bbf", "stroke-width": 1.4, "stroke-dasharray": "5 3", "marker-end": "url(#seq-arrow)", class: "publish" },
+          s("title", {}, `${sp.service} published ${topicName}`)));
+        svg.append(s("text", { x: x1 + 74, y: ys + 4, "font-size": 11, fill: "#8e6bbf" }, "publish " + topicName));
+        continue;
       }
       if (!to || !services.includes(to)) continue;
       const off = (lane[sp.span_id] || 0) * 5;
