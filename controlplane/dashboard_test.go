@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -250,6 +251,11 @@ func TestDashboard(t *testing.T) {
 		into(&edges, chromedp.Evaluate[[]string](`[...document.querySelectorAll('path.edge')].map(e => e.dataset.from + '->' + e.dataset.to)`)),
 		screenshot("3-service-graph"))
 	t.Logf("graph edges: %v", edges)
+	var widths []float64
+	step("edge widths", into(&widths, chromedp.Evaluate[[]float64](`[...document.querySelectorAll('path.edge-call')].map(e => Number(e.getAttribute('stroke-width')))`)))
+	if len(widths) < 2 || slices.Max(widths) <= slices.Min(widths) {
+		t.Errorf("call edges are not drawn by traffic: widths %v", widths)
+	}
 
 	var prefilled, reply string
 	step("call form",
