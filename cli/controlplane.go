@@ -28,6 +28,8 @@ type ControlPlaneOptions struct {
 	httpSet bool
 	// Poll is how often the control plane asks instances to announce.
 	Poll time.Duration
+	// Events is the topic pattern of the live event tail; "" for none.
+	Events string
 	// Quiet logs only warnings and errors.
 	Quiet bool
 }
@@ -61,6 +63,7 @@ With -o json it prints one JSON object when ready: {"url": …, "bus_url": …}.
 	f := cmd.Flags()
 	f.StringVar(&o.HTTP, "http", net.JoinHostPort("127.0.0.1", strconv.Itoa(DefaultDashboardPort)), "address of the dashboard and the API (host:port; port 0 picks a free one)")
 	f.DurationVar(&o.Poll, "poll", 5*time.Second, "how often to ask every instance for fresh figures")
+	f.StringVar(&o.Events, "events", ">", `topics the live event tail follows ('trip.>', '*.completed'; "" for none): it receives a copy of each event`)
 	f.BoolVar(&o.Quiet, "quiet", false, "log only warnings and errors")
 	return cmd
 }
@@ -79,6 +82,11 @@ func (o *ControlPlaneOptions) Validate() error {
 	}
 	if o.Poll < time.Second {
 		return usageErrorf("invalid --poll %s: want at least 1s", o.Poll)
+	}
+	if o.Events != "" {
+		if err := validatePattern(o.Events); err != nil {
+			return usageErrorf("invalid --events %q: want a topic pattern such as 'trip.>' or '>' (every topic), or '' for none", o.Events)
+		}
 	}
 	return nil
 }
@@ -101,7 +109,8 @@ func (o *ControlPlaneOptions) Run(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
-	cp, err := startControlPlane(ctx, conn, o.HTTP, !o.httpSet, o.Poll, log)
+	cp, err := startControlPlane(ctx, conn, controlplane.Options{HTTPAddr: o.HTTP, Poll: o.Poll, Logger: log,
+		Events: o.Events, NoEvents: o.Events == ""}, !o.httpSet)
 	if err != nil {
 		return err
 	}
@@ -118,14 +127,13 @@ func (o *ControlPlaneOptions) Run(ctx context.Context) error {
 	return cp.Shutdown(sctx)
 }
 
-// startControlPlane starts a control plane listening on addr; if fallback
-// is set and addr is taken, on a free port of the same host instead.
-func startControlPlane(ctx context.Context, conn *bus.Conn, addr string, fallback bool, poll time.Duration, log *slog.Logger) (*controlplane.ControlPlane, error) {
-	opts := controlplane.Options{HTTPAddr: addr, Poll: poll, Logger: log}
+// startControlPlane starts a control plane listening on opts.HTTPAddr; if
+// fallback is set and that is taken, on a free port of the same host.
+func startControlPlane(ctx context.Context, conn *bus.Conn, opts controlplane.Options, fallback bool) (*controlplane.ControlPlane, error) {
 	cp, err := controlplane.Start(ctx, conn, opts)
 	if err != nil && fallback {
-		if host, _, serr := net.SplitHostPort(addr); serr == nil {
-			log.Info("dashboard port taken, picking a free one", "addr", addr)
+		if host, _, serr := net.SplitHostPort(opts.HTTPAddr); serr == nil {
+			opts.Logger.Info("dashboard port taken, picking a free one", "addr", opts.HTTPAddr)
 			opts.HTTPAddr = net.JoinHostPort(host, "0")
 			cp, err = controlplane.Start(ctx, conn, opts)
 		}

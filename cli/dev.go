@@ -20,6 +20,7 @@ import (
 	"github.com/switchboard-dev/switchboard/admin"
 	"github.com/switchboard-dev/switchboard/bus"
 	"github.com/switchboard-dev/switchboard/bus/natsbus"
+	"github.com/switchboard-dev/switchboard/controlplane"
 	"github.com/switchboard-dev/switchboard/internal/devstate"
 	"github.com/switchboard-dev/switchboard/tracestore"
 	"github.com/switchboard-dev/switchboard/tracing"
@@ -303,7 +304,7 @@ func (o *DevOptions) Run(ctx context.Context) (err error) {
 
 	if o.Dashboard != "" {
 		// Before the examples, so that it sees them start.
-		cp, err := startControlPlane(ctx, conn, o.Dashboard, !o.dashboardSet, 5*time.Second, log)
+		cp, err := startControlPlane(ctx, conn, controlplane.Options{HTTPAddr: o.Dashboard, Logger: log}, !o.dashboardSet)
 		if err != nil {
 			return err
 		}

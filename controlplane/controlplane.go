@@ -87,6 +87,13 @@ type Options struct {
 	// MaxEventBody bounds the bytes kept of one event's body (default
 	// 16 KiB); longer bodies are cut and marked truncated.
 	MaxEventBody int
+	// Events is the topic pattern the live tail follows (default ">",
+	// every topic; '*' matches one dot-separated name). The tail receives
+	// a copy of every matching event, so on a bus with heavy topics narrow
+	// it, or set NoEvents.
+	Events string
+	// NoEvents turns the live event tail off.
+	NoEvents bool
 	// Logger logs the control plane's own trouble (default slog.Default()).
 	Logger *slog.Logger
 	// ServiceOptions are added to the control plane's own service.
@@ -120,6 +127,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxEventBody <= 0 {
 		o.MaxEventBody = 16 << 10
+	}
+	if o.Events == "" {
+		o.Events = ">"
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -182,8 +192,11 @@ func Start(ctx context.Context, conn *bus.Conn, opts Options) (*ControlPlane, er
 	}{
 		{"sb.disc.*", false, cp.observeDiscovery},
 		{HealthReportPattern, false, cp.observeHealth},
-		{">", true, cp.observeEvent},
+		{opts.Events, true, cp.observeEvent},
 	} {
+		if s.tail && opts.NoEvents {
+			continue
+		}
 		var sub *bus.Subscription
 		if s.tail {
 			sub, err = conn.Tail(ctx, s.pattern, s.fn)
