@@ -8,6 +8,7 @@ import (
 	"github.com/switchboard-dev/switchboard"
 	"github.com/switchboard-dev/switchboard/metrics"
 	"github.com/switchboard-dev/switchboard/resilience"
+	"github.com/switchboard-dev/switchboard/traffic"
 )
 
 // EnvResilience names the environment variable holding the path of a JSON
@@ -22,7 +23,9 @@ const EnvResilience = "SWITCHBOARD_RESILIENCE"
 // endpoints), each service with its own, as refined by the file that
 // $SWITCHBOARD_RESILIENCE names, if any. A service that installed
 // protections itself (anything reporting resilience.StatusName) keeps its
-// own. Run, RunContext and `switchboard dev` call it; a program that starts
+// own. It also installs package traffic (requests per caller and latency
+// histograms in discovery, for the control plane). Run, RunContext and
+// `switchboard dev` call it; a program that starts
 // services itself calls it before Start. A configuration file that cannot
 // be read or is invalid is an error naming the file and the field.
 func Prepare(svcs ...*switchboard.Service) error { return PrepareWith(nil, svcs...) }
@@ -52,6 +55,12 @@ func PrepareWith(m *metrics.Metrics, svcs ...*switchboard.Service) error {
 			})
 		}
 		errs = append(errs, s.Apply(p.ServiceOptions()...))
+	}
+	if len(errs) == 0 {
+		// Callers and latency histograms for the control plane's service
+		// graph and percentiles; inside the protections, so it sees what
+		// they admitted.
+		errs = append(errs, traffic.Install(svcs...))
 	}
 	return errors.Join(errs...)
 }

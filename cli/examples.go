@@ -14,7 +14,6 @@ import (
 	"github.com/switchboard-dev/switchboard/examples/ridehail/workload"
 	"github.com/switchboard-dev/switchboard/health"
 	"github.com/switchboard-dev/switchboard/tracing"
-	"github.com/switchboard-dev/switchboard/traffic"
 )
 
 // examplePlatform is what `switchboard dev` runs on its bus: the
@@ -38,10 +37,7 @@ func startExamples(ctx context.Context, conn *bus.Conn, rate float64, log *slog.
 	if err := tr.Instrument(svcs...); err != nil { // first: tracing wraps the protections
 		return nil, err
 	}
-	if err := app.Prepare(svcs...); err != nil {
-		return nil, err
-	}
-	if err := traffic.Install(svcs...); err != nil { // callers and latencies for the control plane
+	if err := app.PrepareWith(adm.Metrics(), svcs...); err != nil { // protections, traffic for the control plane
 		return nil, err
 	}
 	for _, svc := range svcs {
