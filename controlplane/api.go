@@ -18,6 +18,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard"
 	"github.com/switchboard-dev/switchboard/bus"
+	"github.com/switchboard-dev/switchboard/tracing"
 	"github.com/switchboard-dev/switchboard/wire"
 )
 
@@ -94,6 +95,10 @@ func (cp *ControlPlane) Handler() http.Handler {
 		}
 		writeError(w, http.StatusNotFound, bus.NotFound.String(), fmt.Sprintf("no API at %s: see docs/operations.md, \"Control plane and dashboard\"", r.URL.Path), nil)
 	})
+	// OTLP/HTTP, so services instrumented with plain OpenTelemetry, in any
+	// language, show in the same trace views (OTEL_EXPORTER_OTLP_ENDPOINT
+	// = this server's URL).
+	mux.Handle(tracing.OTLPPath, tracing.OTLPHandler(cp.conn))
 	static, err := fs.Sub(webFS, "web")
 	if err != nil {
 		panic(err) // embedded at build time: cannot happen

@@ -183,6 +183,15 @@ func TestAPI(t *testing.T) {
 		e.wantError(t, "GET", "/api/instances?service=a.b", "", 400, "InvalidArgument", "invalid service name")
 		e.wantError(t, "GET", "/api/services?verbose=1", "", 400, "InvalidArgument", `unknown query parameter "verbose"`)
 		e.wantError(t, "GET", "/api/nothing/here", "", 404, "NotFound", "no API at /api/nothing/here")
+		// OTLP/HTTP is served next to the API (tracing.OTLPHandler has its own tests).
+		rsp, err := http.Post(strings.TrimSuffix(e.cp.URL(), "/")+"/v1/traces", "application/json", strings.NewReader(`{"resourceSpans": []}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rsp.Body.Close()
+		if rsp.StatusCode != http.StatusOK {
+			t.Errorf("POST /v1/traces: status %d, want 200", rsp.StatusCode)
+		}
 	})
 
 	t.Run("call calls any endpoint with JSON and says what went wrong", func(t *testing.T) {
