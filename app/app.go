@@ -124,12 +124,14 @@ func RunOptions(ctx context.Context, opts Options, svcs ...*switchboard.Service)
 		return err
 	}
 	adm := admin.New()
+	loaded := time.Now()
 	if err := PrepareWith(adm.Metrics(), svcs...); err != nil {
 		return err
 	}
 	checkers := make([]*health.Checker, len(svcs))
 	for i, s := range svcs {
-		checkers[i] = adm.Attach(s) // before Start: observers are fixed then
+		// Before Start: observers are fixed then.
+		checkers[i] = adm.Attach(s).Add("config", ConfigCheck(os.Getenv(EnvResilience), loaded))
 	}
 	if opts.AdminAddr != "" {
 		if err := adm.Listen(opts.AdminAddr); err != nil {

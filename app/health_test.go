@@ -37,8 +37,8 @@ func TestRunGivesEveryServiceHealthAndMetrics(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("RunOptions returned early: %v", err)
 	}
-	if r := health.For(svc).Report(); r.Status != health.Healthy || len(r.Checks) != 4 {
-		t.Errorf("report %+v: want the four built-in checks, healthy", r)
+	if r := health.For(svc).Report(); r.Status != health.Healthy || len(r.Checks) != 5 {
+		t.Errorf("report %+v: want the four built-in checks and app's config check, healthy", r)
 	}
 	if _, err := echoEP.Call(ctx, svc, &ping{}); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"time"
 
 	"github.com/switchboard-dev/switchboard"
 	"github.com/switchboard-dev/switchboard/admin"
@@ -37,11 +39,12 @@ func startExamples(ctx context.Context, conn *bus.Conn, rate float64, log *slog.
 	if err := tr.Instrument(svcs...); err != nil { // first: tracing wraps the protections
 		return nil, err
 	}
+	loaded := time.Now()
 	if err := app.PrepareWith(adm.Metrics(), svcs...); err != nil { // protections, traffic for the control plane
 		return nil, err
 	}
 	for _, svc := range svcs {
-		chk := adm.Attach(svc).WithLogger(log)
+		chk := adm.Attach(svc).WithLogger(log).Add("config", app.ConfigCheck(os.Getenv(app.EnvResilience), loaded))
 		if err := svc.Start(ctx, conn); err != nil {
 			return nil, errors.Join(err, p.Shutdown(context.Background()))
 		}
