@@ -245,7 +245,7 @@ func benchRPC(b *testing.B, conn Connection) {
 		b.Fatal(err)
 	}
 	b.Cleanup(p.close)
-	compare(b, p.callRaw, p.callSwitchboard, namedCall{"raw_headers", p.callRawHeaders})
+	compare(b, p.callRaw, p.callSwitchboard, namedCall{"raw_headers", p.callRawHeaders}, namedCall{"observed", p.observed.callSwitchboard})
 }
 
 // BenchmarkRPCParallel compares calls from 32 concurrent callers over the
