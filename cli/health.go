@@ -117,22 +117,9 @@ func (o *HealthOptions) Run(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
-	var want []string
-	if o.Service != "" {
-		want = []string{o.Service}
-	}
-	sums, err := listServices(ctx, conn, o.Wait, want...)
+	insts, err := instancesOf(ctx, conn, o.Wait, o.Service)
 	if err != nil {
 		return err
-	}
-	var insts []wire.InstanceInfo
-	for _, s := range sums {
-		if o.Service == "" || s.Name == o.Service {
-			insts = append(insts, s.Instances...)
-		}
-	}
-	if o.Service != "" && len(insts) == 0 {
-		return notRunning(o.Service, sums, conn.URL())
 	}
 	res := o.ask(ctx, conn, insts)
 	if o.JSON() {

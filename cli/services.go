@@ -174,3 +174,27 @@ func orEmpty[T any](s []T) []T {
 	}
 	return s
 }
+
+// instancesOf lists the running instances of service, or of every service
+// when service is "", waiting up to wait for them to answer. A named
+// service that is not running is the ExitNotFound error naming what runs.
+func instancesOf(ctx context.Context, conn *bus.Conn, wait time.Duration, service string) ([]wire.InstanceInfo, error) {
+	var want []string
+	if service != "" {
+		want = []string{service}
+	}
+	sums, err := listServices(ctx, conn, wait, want...)
+	if err != nil {
+		return nil, err
+	}
+	var insts []wire.InstanceInfo
+	for _, s := range sums {
+		if service == "" || s.Name == service {
+			insts = append(insts, s.Instances...)
+		}
+	}
+	if service != "" && len(insts) == 0 {
+		return nil, notRunning(service, sums, conn.URL())
+	}
+	return insts, nil
+}
