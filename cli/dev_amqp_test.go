@@ -3,8 +3,6 @@ package cli_test
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"math/rand/v2"
 	"net/url"
 	"path/filepath"
 	"testing"
@@ -25,36 +23,13 @@ import (
 // Without a broker it skips, or fails when CI=true.
 func TestDevOnAMQP(t *testing.T) {
 	base := amqptest.URL(t)
+	// The example services' group queues go a minute after the test.
+	busURL, prefix := amqptest.Isolated(t, base, "1m")
 	u, err := url.Parse(base)
 	if err != nil {
 		t.Fatal(err)
 	}
-	prefix := fmt.Sprintf("sbclitest.%08x", rand.Uint32())
-	q := u.Query()
-	q.Set("prefix", prefix)
-	q.Set("queue_expires", "1m") // the example services' group queues go a minute after the test
-	u.RawQuery = q.Encode()
-	busURL := u.String()
-	u.RawQuery = ""
 	plain := u.String()
-	t.Cleanup(func() {
-		ac, err := amqp.Dial(plain)
-		if err != nil {
-			t.Errorf("cleanup: %v", err)
-			return
-		}
-		defer ac.Close()
-		ch, err := ac.Channel()
-		if err != nil {
-			t.Errorf("cleanup: %v", err)
-			return
-		}
-		for _, x := range []string{prefix + ".msg", prefix + ".evt"} {
-			if err := ch.ExchangeDelete(x, false, false); err != nil {
-				t.Errorf("cleanup: delete exchange %s: %v", x, err)
-			}
-		}
-	})
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script_amqp",
 		RequireExplicitExec: true,

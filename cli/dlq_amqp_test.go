@@ -5,16 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"math/rand/v2"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/switchboard-dev/switchboard/bus"
 	"github.com/switchboard-dev/switchboard/cli"
@@ -32,19 +27,14 @@ func run(args ...string) (int, string, string) {
 // TestDLQOnRabbitMQ dead-letters a poison event on RabbitMQ, inspects it
 // with the CLI, replays it after the fix and checks that it was consumed.
 func TestDLQOnRabbitMQ(t *testing.T) {
-	base := amqptest.URL(t)
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix := fmt.Sprintf("sbtest.%08x", rand.Uint32())
-	q := u.Query()
-	q.Set("prefix", prefix)
-	q.Set("queue_expires", "10m") // bounds what a failed cleanup leaves
-	u.RawQuery = q.Encode()
-	busURL := u.String()
 	const topic, group = "order.placed", "billing"
-	t.Cleanup(func() { cleanupAMQP(t, base, prefix, group, topic) })
+	// Queue names are the driver's: group, its dead-letter topic, retries.
+	queues := func(p string) []string {
+		return []string{p + ".group." + group + "." + topic, p + ".group." + group + "." + bus.DeadLetterTopic(group, topic), p + ".retry." + group + "." + topic}
+	}
+	base := amqptest.URL(t)
+	busURL, prefix := amqptest.Isolated(t, base, "10m") // the expiry bounds what a failed cleanup leaves
+	t.Cleanup(func() { amqptest.Delete(t, base, queues(prefix), nil) })
 
 	ctx := context.Background()
 	conn, err := bus.Open(ctx, busURL)
@@ -152,32 +142,5 @@ func TestDLQOnRabbitMQ(t *testing.T) {
 	t.Logf("ledger: published=3 consumed=%d dead-lettered=1 replayed=1 lost=%d", n, 3-n)
 	if n != 3 {
 		t.Errorf("%d events lost", 3-n)
-	}
-}
-
-func cleanupAMQP(t *testing.T, base, prefix, group, topic string) {
-	ac, err := amqp.Dial(base)
-	if err != nil {
-		t.Errorf("cleanup: %v", err)
-		return
-	}
-	defer ac.Close()
-	ch, err := ac.Channel()
-	if err != nil {
-		t.Errorf("cleanup: %v", err)
-		return
-	}
-	for _, q := range []string{prefix + ".group." + group + "." + topic, prefix + ".group." + group + "." + bus.DeadLetterTopic(group, topic),
-		prefix + ".retry." + group + "." + topic} {
-		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
-			t.Errorf("cleanup: delete queue %s: %v", q, err)
-			return
-		}
-	}
-	for _, x := range []string{prefix + ".msg", prefix + ".evt"} {
-		if err := ch.ExchangeDelete(x, false, false); err != nil {
-			t.Errorf("cleanup: delete exchange %s: %v", x, err)
-			return
-		}
 	}
 }

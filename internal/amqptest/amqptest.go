@@ -4,10 +4,14 @@ package amqptest
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"net/url"
 	"os"
 	"testing"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // EnvURL names the environment variable that points tests at a broker;
@@ -36,4 +40,54 @@ func URL(t testing.TB) string {
 	}
 	_ = c.Close()
 	return DefaultURL
+}
+
+// Isolated returns a bus URL for base under a random prefix of the test's
+// own (so tests and runs never share an exchange or queue), with the
+// driver's queue_expires set to expires so that what a failed cleanup
+// leaves goes by itself, and the prefix. When the test ends it deletes the
+// prefix's exchanges and the queues named by also (full names), if given.
+func Isolated(t testing.TB, base, expires string, also ...string) (busURL, prefix string) {
+	t.Helper()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("amqptest: broker URL: %v", err)
+	}
+	prefix = fmt.Sprintf("sbtest.%08x", rand.Uint32())
+	q := u.Query()
+	q.Set("prefix", prefix)
+	q.Set("queue_expires", expires)
+	u.RawQuery = q.Encode()
+	busURL = u.String()
+	u.RawQuery = ""
+	plain := u.String()
+	t.Cleanup(func() { Delete(t, plain, also, []string{prefix + ".msg", prefix + ".evt"}) })
+	return busURL, prefix
+}
+
+// Delete deletes queues and exchanges on the broker at plainURL (a URL
+// without driver parameters), reporting failures as test errors.
+func Delete(t testing.TB, plainURL string, queues, exchanges []string) {
+	t.Helper()
+	ac, err := amqp.Dial(plainURL)
+	if err != nil {
+		t.Errorf("amqptest: cleanup: %v", err)
+		return
+	}
+	defer ac.Close()
+	ch, err := ac.Channel()
+	if err != nil {
+		t.Errorf("amqptest: cleanup: %v", err)
+		return
+	}
+	for _, q := range queues {
+		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+			t.Errorf("amqptest: cleanup: delete queue %s: %v", q, err)
+		}
+	}
+	for _, x := range exchanges {
+		if err := ch.ExchangeDelete(x, false, false); err != nil {
+			t.Errorf("amqptest: cleanup: delete exchange %s: %v", x, err)
+		}
+	}
 }
