@@ -15,6 +15,8 @@ type Backlog struct {
 	Pending int64
 	// Unacked counts messages delivered and not yet acknowledged.
 	Unacked int64
+	// UnackedUnknown says the broker cannot tell Unacked (RabbitMQ).
+	UnackedUnknown bool
 }
 
 // CanReportBacklog reports whether the connection's driver implements

@@ -112,7 +112,11 @@ func (c *Checker) backlogs(ctx context.Context) (string, bool) {
 			continue
 		}
 		deep = deep || b.Pending > BacklogLimit
-		parts = append(parts, fmt.Sprintf("%s (group %s): %d pending, %d unacked", tg.Topic, tg.Group, b.Pending, b.Unacked))
+		if b.UnackedUnknown {
+			parts = append(parts, fmt.Sprintf("%s (group %s): %d pending", tg.Topic, tg.Group, b.Pending))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s (group %s): %d pending, %d unacked", tg.Topic, tg.Group, b.Pending, b.Unacked))
+		}
 	}
 	return "backlog " + strings.Join(parts, ", "), deep
 }

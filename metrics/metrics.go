@@ -287,7 +287,9 @@ func (l loadCollector) Collect(ch chan<- prometheus.Metric) {
 				continue // absent rather than wrong; the broker's own metrics say why
 			}
 			ch <- prometheus.MustNewConstMetric(l.m.lag, prometheus.GaugeValue, float64(b.Pending), s.Name(), tg.Topic, tg.Group)
-			ch <- prometheus.MustNewConstMetric(l.m.unacked, prometheus.GaugeValue, float64(b.Unacked), s.Name(), tg.Topic, tg.Group)
+			if !b.UnackedUnknown {
+				ch <- prometheus.MustNewConstMetric(l.m.unacked, prometheus.GaugeValue, float64(b.Unacked), s.Name(), tg.Topic, tg.Group)
+			}
 		}
 		cancel()
 	}

@@ -9,6 +9,9 @@ type Backlog struct {
 	// Unacked counts messages delivered to members of the group and not
 	// yet acknowledged (being handled, or waiting out AckWait).
 	Unacked int64
+	// UnackedUnknown says the broker cannot tell Unacked (RabbitMQ over
+	// AMQP 0.9.1 reports only ready messages); Unacked is then 0.
+	UnackedUnknown bool
 }
 
 // Backlogs is implemented, optionally, by a Conn whose broker can tell a
