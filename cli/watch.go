@@ -167,13 +167,6 @@ func (o *WatchOptions) Run(ctx context.Context) error {
 	return nil
 }
 
-// ceHeaders are the headers shown as CloudEvents attributes, not as extra
-// headers.
-var ceHeaders = map[string]bool{
-	wire.HeaderCEID: true, wire.HeaderCESource: true, wire.HeaderCESpecVersion: true, wire.HeaderCEType: true,
-	wire.HeaderCESubject: true, wire.HeaderCETime: true, wire.HeaderContentType: true,
-}
-
 // EventJSON is one line of `watch -o json`: the CloudEvents JSON format
 // with the topic and the remaining headers.
 type EventJSON struct {
@@ -218,14 +211,7 @@ func eventOf(m *bus.Message, types *eventTypes) EventJSON {
 	case len(m.Body) > 0:
 		e.DataBase64 = m.Body
 	}
-	for k, v := range m.Header {
-		if !ceHeaders[k] {
-			if e.Headers == nil {
-				e.Headers = map[string]string{}
-			}
-			e.Headers[k] = v
-		}
-	}
+	e.Headers = wire.OtherHeaders(m.Header)
 	return e
 }
 

@@ -64,10 +64,8 @@ func (t *eventTail) add(m *bus.Message, now time.Time) {
 		hsize += len(k) + len(v)
 	}
 	if hsize > t.maxBody { // headers are bounded too: keep the event's attributes
-		for k := range ev.header {
-			if !ceHeaders[k] {
-				delete(ev.header, k)
-			}
+		for k := range wire.OtherHeaders(ev.header) {
+			delete(ev.header, k)
 		}
 		for k, v := range ev.header {
 			if len(v) > 1024 {
@@ -190,11 +188,6 @@ type Event struct {
 	Headers    map[string]string `json:"headers,omitempty"`
 }
 
-var ceHeaders = map[string]bool{
-	wire.HeaderCEID: true, wire.HeaderCESource: true, wire.HeaderCESpecVersion: true, wire.HeaderCEType: true,
-	wire.HeaderCESubject: true, wire.HeaderCETime: true, wire.HeaderContentType: true,
-}
-
 // eventJSON renders a stored message; types maps topics to the protobuf
 // message types services announce for them.
 func eventJSON(ev storedEvent, types map[string]string) Event {
@@ -219,14 +212,7 @@ func eventJSON(ev storedEvent, types map[string]string) Event {
 	case len(ev.body) > 0:
 		e.DataBase64 = ev.body
 	}
-	for k, v := range ev.header {
-		if !ceHeaders[k] {
-			if e.Headers == nil {
-				e.Headers = map[string]string{}
-			}
-			e.Headers[k] = v
-		}
-	}
+	e.Headers = wire.OtherHeaders(ev.header)
 	return e
 }
 

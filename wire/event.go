@@ -80,3 +80,27 @@ func DecodeEvent(h bus.Header) (Event, error) {
 	}
 	return e, nil
 }
+
+// shownAttributes are the headers that event viewers show as CloudEvents
+// attributes of their own rather than as extra headers.
+var shownAttributes = map[string]bool{
+	HeaderCEID: true, HeaderCESource: true, HeaderCESpecVersion: true, HeaderCEType: true,
+	HeaderCESubject: true, HeaderCETime: true, HeaderContentType: true,
+}
+
+// OtherHeaders returns the headers of an event beyond ce-id, ce-source,
+// ce-specversion, ce-type, ce-subject, ce-time and Content-Type (for
+// example the Sb-Dead-* headers of a dead letter), or nil when there are
+// none: what `switchboard watch` and the dashboard list as extra headers.
+func OtherHeaders(h bus.Header) map[string]string {
+	var out map[string]string
+	for k, v := range h {
+		if !shownAttributes[k] {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
+}

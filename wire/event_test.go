@@ -90,3 +90,18 @@ func TestDecodeEventErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestOtherHeadersLeaveOutTheShownAttributes(t *testing.T) {
+	h := bus.Header{
+		wire.HeaderCEID: "1", wire.HeaderCESource: "/s", wire.HeaderCESpecVersion: "1.0", wire.HeaderCEType: "t",
+		wire.HeaderCESubject: "x", wire.HeaderCETime: "2026-12-01T00:00:00Z", wire.HeaderContentType: wire.ContentTypeJSON,
+		bus.HeaderDeadReason: "boom", "traceparent": "00-abc",
+	}
+	got := wire.OtherHeaders(h)
+	if len(got) != 2 || got[bus.HeaderDeadReason] != "boom" || got["traceparent"] != "00-abc" {
+		t.Fatalf("OtherHeaders = %v, want only the dead-letter reason and traceparent", got)
+	}
+	if got := wire.OtherHeaders(bus.Header{wire.HeaderCEID: "1"}); got != nil {
+		t.Fatalf("OtherHeaders of attributes only = %v, want nil", got)
+	}
+}

@@ -109,6 +109,7 @@ var suite = []struct {
 	{"Stop while a handler runs waits for it and hands the rest to the group", testStopWhileBusy},
 	{"Concurrent publishers lose nothing", testConcurrentPublishers},
 	{"Tail sees live durable messages on a pattern without touching groups", testTail},
+	{"Backlog counts what a group has yet to finish, and NotFound for a group that does not exist", testBacklog},
 
 	// Dead letters in place.
 	{"Dead letters can be browsed, filtered and shown without consuming them", testDeadLetterBrowse},
