@@ -25,8 +25,8 @@ func BenchmarkCall(b *testing.B) {
 		sampler sdktrace.Sampler // nil: tracing off
 	}{
 		{"off", nil},
-		{"on-default-10pct", sdktrace.ParentBased(sdktrace.TraceIDRatioBased(tracing.DefaultRatio))},
-		{"on-all-sampled", sdktrace.ParentBased(sdktrace.AlwaysSample())},
+		{"on-default-10pct", tracing.ParentBased(sdktrace.TraceIDRatioBased(tracing.DefaultRatio))},
+		{"on-all-sampled", tracing.ParentBased(sdktrace.AlwaysSample())},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			conn := embeddedBus(b)
@@ -70,9 +70,9 @@ func BenchmarkMiddleware(b *testing.B) {
 		name    string
 		sampler sdktrace.Sampler
 	}{
-		{"unsampled", sdktrace.ParentBased(sdktrace.NeverSample())},
-		{"default-10pct", sdktrace.ParentBased(sdktrace.TraceIDRatioBased(tracing.DefaultRatio))},
-		{"sampled", sdktrace.ParentBased(sdktrace.AlwaysSample())},
+		{"unsampled", tracing.ParentBased(sdktrace.NeverSample())},
+		{"default-10pct", tracing.ParentBased(sdktrace.TraceIDRatioBased(tracing.DefaultRatio))},
+		{"sampled", tracing.ParentBased(sdktrace.AlwaysSample())},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			// A batch processor with no exporter behind it costs what the
@@ -118,9 +118,9 @@ func BenchmarkCallOverhead(b *testing.B) {
 		name    string
 		sampler sdktrace.Sampler
 	}{
-		{"unsampled", sdktrace.ParentBased(sdktrace.NeverSample())},
-		{"default-10pct", sdktrace.ParentBased(sdktrace.TraceIDRatioBased(tracing.DefaultRatio))},
-		{"all-sampled", sdktrace.ParentBased(sdktrace.AlwaysSample())},
+		{"unsampled", tracing.ParentBased(sdktrace.NeverSample())},
+		{"default-10pct", tracing.ParentBased(sdktrace.TraceIDRatioBased(tracing.DefaultRatio))},
+		{"all-sampled", tracing.ParentBased(sdktrace.AlwaysSample())},
 	} {
 		b.Run(bc.name, func(b *testing.B) { callOverhead(b, bc.sampler) })
 	}

@@ -49,14 +49,18 @@ type Instrumentation struct {
 	// context (traceparent, tracestate), which is what the wire protocol
 	// specifies.
 	Propagator propagation.TextMapPropagator
+
+	// fast is set by Pipeline, which knows its sampler: see sampling.
+	fast *sampling
 }
 
-func (in Instrumentation) tracer() trace.Tracer {
-	tp := in.TracerProvider
-	if tp == nil {
-		tp = otel.GetTracerProvider()
+func (in Instrumentation) tracer() trace.Tracer { return in.provider().Tracer(ScopeName) }
+
+func (in Instrumentation) provider() trace.TracerProvider {
+	if in.TracerProvider == nil {
+		return otel.GetTracerProvider()
 	}
-	return tp.Tracer(ScopeName)
+	return in.TracerProvider
 }
 
 func (in Instrumentation) propagator() propagation.TextMapPropagator {
@@ -92,15 +96,22 @@ func (in Instrumentation) ClientOptions() []switchboard.ClientOption {
 // deadline already passed, unknown endpoint, malformed body) get no server
 // span; the caller's CLIENT span records them.
 func (in Instrumentation) Server() switchboard.Middleware {
-	tracer, prop := in.tracer(), in.propagator()
+	tracer, prop, tp, fast := in.tracer(), in.propagator(), in.provider(), in.fast
+	spanNames := &names{sep: "/"}
 	return func(next switchboard.Handler) switchboard.Handler {
 		return func(ctx context.Context, call *switchboard.Call) (any, error) {
-			if call.Header != nil {
-				ctx = prop.Extract(ctx, HeaderCarrier(call.Header))
-			} else if call.Envelope.TraceParent != "" {
-				ctx = prop.Extract(ctx, envCarrier{&call.Envelope})
+			name := spanNames.get(call.Service, call.Endpoint)
+			var span trace.Span
+			if sc, ok := fast.unsampledCaller(call); ok {
+				ctx, span = dropped(ctx, tp, sc.TraceID(), sc.TraceFlags(), sc.TraceState())
+			} else {
+				if call.Header != nil {
+					ctx = prop.Extract(ctx, HeaderCarrier(call.Header))
+				} else if call.Envelope.TraceParent != "" {
+					ctx = prop.Extract(ctx, envCarrier{&call.Envelope})
+				}
+				ctx, span = fast.start(ctx, tracer, tp, name, trace.SpanKindServer, kindServer)
 			}
-			ctx, span := tracer.Start(ctx, call.Service+"/"+call.Endpoint, kindServer)
 			if span.IsRecording() {
 				span.SetAttributes(keyRPCSystem.String(System), keyRPCService.String(call.Service),
 					keyRPCMethod.String(call.Endpoint), keyCaller.String(call.Envelope.Caller))
@@ -117,14 +128,15 @@ func (in Instrumentation) Server() switchboard.Middleware {
 // (the handler's SERVER span, say), or else the trace context already in
 // the call's envelope.
 func (in Instrumentation) Client() switchboard.ClientMiddleware {
-	tracer, prop := in.tracer(), in.propagator()
+	tracer, prop, tp, fast := in.tracer(), in.propagator(), in.provider(), in.fast
+	spanNames := &names{sep: "/"}
 	return func(next switchboard.Invoker) switchboard.Invoker {
 		return func(ctx context.Context, call *switchboard.Call, reply any) error {
 			parent := ctx
 			if !trace.SpanContextFromContext(ctx).IsValid() && call.Envelope.TraceParent != "" {
 				parent = prop.Extract(ctx, envCarrier{&call.Envelope})
 			}
-			ctx, span := tracer.Start(parent, call.Service+"/"+call.Endpoint, kindClient)
+			ctx, span := fast.start(parent, tracer, tp, spanNames.get(call.Service, call.Endpoint), trace.SpanKindClient, kindClient)
 			if span.IsRecording() {
 				span.SetAttributes(keyRPCSystem.String(System), keyRPCService.String(call.Service),
 					keyRPCMethod.String(call.Endpoint))
@@ -146,14 +158,15 @@ func (in Instrumentation) Client() switchboard.ClientMiddleware {
 // Publish returns publish middleware that runs each publish in a PRODUCER
 // span and sends its trace context with the event.
 func (in Instrumentation) Publish() switchboard.PublishMiddleware {
-	tracer, prop := in.tracer(), in.propagator()
+	tracer, prop, tp, fast := in.tracer(), in.propagator(), in.provider(), in.fast
+	spanNames := &names{sep: " "}
 	return func(next switchboard.Publisher) switchboard.Publisher {
 		return func(ctx context.Context, p *switchboard.Publication) error {
 			parent := ctx
 			if !trace.SpanContextFromContext(ctx).IsValid() && p.Header[wire.HeaderTraceParent] != "" {
 				parent = prop.Extract(ctx, HeaderCarrier(p.Header))
 			}
-			ctx, span := tracer.Start(parent, "send "+p.Topic, kindProducer)
+			ctx, span := fast.start(parent, tracer, tp, spanNames.get("send", p.Topic), trace.SpanKindProducer, kindProducer)
 			if span.IsRecording() {
 				span.SetAttributes(keyMsgSystem.String(System), keyMsgDestination.String(p.Topic),
 					keyMsgOpType.String("send"), keyMsgOpName.String("publish"), keyMsgID.String(p.Event.ID))
@@ -172,17 +185,21 @@ func (in Instrumentation) Publish() switchboard.PublishMiddleware {
 // it, as the OpenTelemetry messaging conventions recommend; a redelivery
 // makes another CONSUMER span under the same producer.
 func (in Instrumentation) Consumer() switchboard.ConsumerMiddleware {
-	tracer, prop := in.tracer(), in.propagator()
+	tracer, prop, tp, fast := in.tracer(), in.propagator(), in.provider(), in.fast
+	spanNames := &names{sep: " "}
 	return func(next switchboard.EventHandler) switchboard.EventHandler {
 		return func(ctx context.Context, ev *switchboard.EventCall) error {
-			opts := []trace.SpanStartOption{kindConsumer}
+			name := spanNames.get("process", ev.Topic)
+			var span trace.Span
 			if ev.Info != nil && ev.Info.Header != nil {
 				ctx = prop.Extract(ctx, HeaderCarrier(ev.Info.Header))
-				if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-					opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
-				}
 			}
-			ctx, span := tracer.Start(ctx, "process "+ev.Topic, opts...)
+			// A dropped parent has its child dropped: no span to link from.
+			if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && (fast == nil || sc.IsSampled()) {
+				ctx, span = tracer.Start(ctx, name, kindConsumer, trace.WithLinks(trace.Link{SpanContext: sc}))
+			} else {
+				ctx, span = fast.start(ctx, tracer, tp, name, trace.SpanKindConsumer, kindConsumer)
+			}
 			if span.IsRecording() {
 				span.SetAttributes(keyMsgSystem.String(System), keyMsgDestination.String(ev.Topic),
 					keyMsgOpType.String("process"), keyMsgOpName.String("process"))

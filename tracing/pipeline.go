@@ -60,9 +60,13 @@ type Options struct {
 // the services stopped to send the last spans. It is safe for concurrent
 // use.
 type Pipeline struct {
-	disabled     bool
-	sampler      sdktrace.Sampler
-	samplerDesc  string
+	disabled    bool
+	sampler     sdktrace.Sampler
+	samplerDesc string
+	// root is the sampler for new traces when sampler is
+	// ParentBased(root) (New made it, or Options gave one made by ParentBased);
+	// itself; nil when the sampler came from Options.
+	root         sdktrace.Sampler
 	prop         propagation.TextMapPropagator
 	batchTimeout time.Duration
 	logger       *slog.Logger
@@ -94,21 +98,26 @@ func New(ctx context.Context, o Options) (*Pipeline, error) {
 	switch {
 	case p.sampler != nil:
 		p.samplerDesc = p.sampler.Description()
+		if pb, ok := p.sampler.(parentBased); ok {
+			p.root = pb.root
+		}
 	case os.Getenv("OTEL_TRACES_SAMPLER") != "":
-		s, err := SamplerFromEnv(nil)
+		s, root, err := samplerFromEnv(nil)
 		if err != nil {
 			return nil, err
 		}
-		p.sampler = s
+		p.sampler, p.root = s, root
 		p.samplerDesc = "OTEL_TRACES_SAMPLER=" + os.Getenv("OTEL_TRACES_SAMPLER")
 		if arg := os.Getenv("OTEL_TRACES_SAMPLER_ARG"); arg != "" {
 			p.samplerDesc += " " + arg
 		}
 	case o.Dev:
-		p.sampler = sdktrace.ParentBased(sdktrace.AlwaysSample())
+		p.root = sdktrace.AlwaysSample()
+		p.sampler = ParentBased(p.root)
 		p.samplerDesc = "every trace"
 	default:
-		p.sampler = sdktrace.ParentBased(sdktrace.TraceIDRatioBased(DefaultRatio))
+		p.root = sdktrace.TraceIDRatioBased(DefaultRatio)
+		p.sampler = ParentBased(p.root)
 		p.samplerDesc = fmt.Sprintf("parent-based, %g%% of new traces", DefaultRatio*100)
 	}
 	logger := o.Logger
@@ -174,9 +183,16 @@ func otlpWanted() bool {
 // argument, default 1). Anything else, or a ratio outside 0..1, is an
 // InvalidArgument error.
 func SamplerFromEnv(def sdktrace.Sampler) (sdktrace.Sampler, error) {
+	s, _, err := samplerFromEnv(def)
+	return s, err
+}
+
+// samplerFromEnv is SamplerFromEnv, and for the parent-based samplers also
+// their sampler for new traces (root).
+func samplerFromEnv(def sdktrace.Sampler) (s, root sdktrace.Sampler, err error) {
 	name := strings.ToLower(strings.TrimSpace(os.Getenv("OTEL_TRACES_SAMPLER")))
 	if name == "" {
-		return def, nil
+		return def, nil, nil
 	}
 	ratio := func() (float64, error) {
 		arg := strings.TrimSpace(os.Getenv("OTEL_TRACES_SAMPLER_ARG"))
@@ -191,24 +207,27 @@ func SamplerFromEnv(def sdktrace.Sampler) (sdktrace.Sampler, error) {
 	}
 	switch name {
 	case "always_on":
-		return sdktrace.AlwaysSample(), nil
+		return sdktrace.AlwaysSample(), nil, nil
 	case "always_off":
-		return sdktrace.NeverSample(), nil
+		return sdktrace.NeverSample(), nil, nil
 	case "parentbased_always_on":
-		return sdktrace.ParentBased(sdktrace.AlwaysSample()), nil
+		root = sdktrace.AlwaysSample()
+		return ParentBased(root), root, nil
 	case "parentbased_always_off":
-		return sdktrace.ParentBased(sdktrace.NeverSample()), nil
+		root = sdktrace.NeverSample()
+		return ParentBased(root), root, nil
 	case "traceidratio", "parentbased_traceidratio":
 		r, err := ratio()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if name == "traceidratio" {
-			return sdktrace.TraceIDRatioBased(r), nil
+			return sdktrace.TraceIDRatioBased(r), nil, nil
 		}
-		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(r)), nil
+		root = sdktrace.TraceIDRatioBased(r)
+		return ParentBased(root), root, nil
 	}
-	return nil, bus.Errorf(bus.InvalidArgument, "tracing: OTEL_TRACES_SAMPLER=%q: want always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio", name)
+	return nil, nil, bus.Errorf(bus.InvalidArgument, "tracing: OTEL_TRACES_SAMPLER=%q: want always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio", name)
 }
 
 // Enabled reports whether the pipeline traces anything (false with
@@ -258,7 +277,7 @@ func (p *Pipeline) TracerProvider(name, version, instance string) *sdktrace.Trac
 			res = resource.NewSchemaless(keyServiceName.String(name))
 		}
 	}
-	tpo := []sdktrace.TracerProviderOption{sdktrace.WithSampler(p.sampler), sdktrace.WithResource(res)}
+	tpo := []sdktrace.TracerProviderOption{sdktrace.WithSampler(p.sampler), sdktrace.WithResource(res), sdktrace.WithIDGenerator(presetIDs{})}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, sp := range p.processors {
@@ -278,7 +297,12 @@ func (p *Pipeline) TracerProvider(name, version, instance string) *sdktrace.Trac
 
 // Instrumentation returns the middleware maker for one service.
 func (p *Pipeline) Instrumentation(name, version, instance string) Instrumentation {
-	return Instrumentation{TracerProvider: p.TracerProvider(name, version, instance), Propagator: p.prop}
+	in := Instrumentation{TracerProvider: p.TracerProvider(name, version, instance), Propagator: p.prop}
+	if p.root != nil {
+		_, w3c := p.prop.(propagation.TraceContext)
+		in.fast = &sampling{root: p.root, w3c: w3c}
+	}
+	return in
 }
 
 // Instrument installs tracing on services that have not started (with

@@ -134,11 +134,18 @@ func chain(t *testing.T, conn *bus.Conn, p *tracing.Pipeline) {
 	start(t, conn, p, d, c, b, a)
 }
 
+// Run with the SDK's sampler, and with the parent-based one the Pipeline
+// knows (whose new traces it starts with a trace ID decided beforehand).
 func TestChainAndEventShareOneTraceWithParentsAndLinks(t *testing.T) {
+	t.Run("sdk-sampler", func(t *testing.T) { testChain(t, sdktrace.AlwaysSample()) })
+	t.Run("pipeline-sampler", func(t *testing.T) { testChain(t, tracing.ParentBased(sdktrace.AlwaysSample())) })
+}
+
+func testChain(t *testing.T, sampler sdktrace.Sampler) {
 	conn := embeddedBus(t)
 	mem := tracetest.NewInMemoryExporter()
 	sig := newEnded()
-	p, err := tracing.New(testContext(t), tracing.Options{Sampler: sdktrace.AlwaysSample(),
+	p, err := tracing.New(testContext(t), tracing.Options{Sampler: sampler,
 		SpanProcessors: []sdktrace.SpanProcessor{sdktrace.NewSimpleSpanProcessor(mem), sig}})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,231 @@
+package tracing
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/switchboard-dev/switchboard"
+	"github.com/switchboard-dev/switchboard/wire"
+)
+
+// Most calls in production are not sampled (DefaultRatio records one new
+// trace in ten), yet each still needs a span context to pass on, so that
+// the calls it makes follow the same decision. The SDK makes that span with
+// allocations and work meant for recorded ones. When the Pipeline built the
+// sampler itself, it knows the SDK's answer in advance: a child of an
+// unsampled parent is dropped (parent-based), and a new trace is dropped
+// when the root sampler says so for its trace ID. The middleware then makes
+// the dropped span itself; everything else goes through the SDK. The span
+// contexts are the ones the SDK would make: the parent's trace ID and trace
+// state, a fresh random span ID, the sampled flag off.
+
+// ParentBased returns sdktrace.ParentBased(root): a span follows its
+// parent's decision, and root decides for new traces. Give it as
+// Options.Sampler rather than sdktrace.ParentBased so that the Pipeline
+// knows the sampler and spares unsampled calls the SDK's work (a Pipeline
+// recognises only its own samplers; New uses this one when no sampler is
+// given).
+func ParentBased(root sdktrace.Sampler) sdktrace.Sampler {
+	return parentBased{Sampler: sdktrace.ParentBased(root), root: root}
+}
+
+type parentBased struct {
+	sdktrace.Sampler
+	root sdktrace.Sampler
+}
+
+// sampling is what the middleware knows of a Pipeline's sampler: that it is
+// parent-based with the default options, and its sampler for new traces.
+type sampling struct {
+	root sdktrace.Sampler
+	// w3c says the propagator is W3C trace context only, so that a
+	// traceparent can be read without it.
+	w3c bool
+}
+
+// start starts a span as tracer.Start(ctx, name, opt) would, making it
+// without the SDK when the sampler is known to drop it.
+func (s *sampling) start(ctx context.Context, tracer trace.Tracer, tp trace.TracerProvider, name string, kind trace.SpanKind, opt trace.SpanStartOption) (context.Context, trace.Span) {
+	if s == nil {
+		return tracer.Start(ctx, name, opt)
+	}
+	psc := trace.SpanContextFromContext(ctx)
+	switch {
+	case psc.IsValid():
+		if !psc.IsSampled() {
+			return dropped(ctx, tp, psc.TraceID(), psc.TraceFlags(), psc.TraceState())
+		}
+	case !psc.TraceID().IsValid():
+		tid := newTraceID()
+		res := s.root.ShouldSample(sdktrace.SamplingParameters{ParentContext: ctx, TraceID: tid, Name: name, Kind: kind})
+		if res.Decision == sdktrace.Drop {
+			return dropped(ctx, tp, tid, psc.TraceFlags(), res.Tracestate)
+		}
+		// Recorded: the SDK makes the span, with the trace ID just
+		// decided on (presetIDs), so that its sampler decides the same.
+		_, span := tracer.Start(context.WithValue(ctx, presetTraceID{}, tid), name, opt)
+		return trace.ContextWithSpan(ctx, span), span
+	}
+	return tracer.Start(ctx, name, opt)
+}
+
+// dropped returns ctx with a span that is not recorded, in trace tid.
+func dropped(ctx context.Context, tp trace.TracerProvider, tid trace.TraceID, flags trace.TraceFlags, ts trace.TraceState) (context.Context, trace.Span) {
+	sp := &droppedSpan{tp: tp, sc: trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: tid, SpanID: newSpanID(), TraceFlags: flags &^ trace.FlagsSampled, TraceState: ts,
+	})}
+	return trace.ContextWithSpan(ctx, sp), sp
+}
+
+// droppedSpan is a span the sampler dropped: it records nothing and carries
+// its span context on. Its TracerProvider is the service's, as the SDK's
+// own non-recording spans say.
+type droppedSpan struct {
+	noop.Span
+	tp trace.TracerProvider
+	sc trace.SpanContext
+}
+
+func (s *droppedSpan) SpanContext() trace.SpanContext       { return s.sc }
+func (s *droppedSpan) TracerProvider() trace.TracerProvider { return s.tp }
+
+// presetTraceID is the context key under which start hands presetIDs the
+// trace ID of a new trace it decided to record.
+type presetTraceID struct{}
+
+// presetIDs is the ID generator of the Pipeline's tracer providers: random
+// IDs, as the SDK's own, except that a new trace takes the trace ID found
+// under presetTraceID.
+type presetIDs struct{}
+
+func (presetIDs) NewIDs(ctx context.Context) (trace.TraceID, trace.SpanID) {
+	if tid, ok := ctx.Value(presetTraceID{}).(trace.TraceID); ok && tid.IsValid() {
+		return tid, newSpanID()
+	}
+	return newTraceID(), newSpanID()
+}
+
+func (presetIDs) NewSpanID(context.Context, trace.TraceID) trace.SpanID { return newSpanID() }
+
+func newTraceID() (tid trace.TraceID) {
+	for !tid.IsValid() {
+		binary.NativeEndian.PutUint64(tid[:8], rand.Uint64())
+		binary.NativeEndian.PutUint64(tid[8:], rand.Uint64())
+	}
+	return tid
+}
+
+func newSpanID() (sid trace.SpanID) {
+	for !sid.IsValid() {
+		binary.NativeEndian.PutUint64(sid[:], rand.Uint64())
+	}
+	return sid
+}
+
+// unsampledCaller returns the span context of the caller of call when
+// its trace context is one that unsampledParent reads and the propagator is
+// W3C's: then the server span is dropped without the SDK.
+func (s *sampling) unsampledCaller(call *switchboard.Call) (trace.SpanContext, bool) {
+	if s == nil || !s.w3c {
+		return trace.SpanContext{}, false
+	}
+	tp, ts := call.Envelope.TraceParent, call.Envelope.TraceState
+	if call.Header != nil {
+		tp, ts = call.Header[wire.HeaderTraceParent], call.Header[wire.HeaderTraceState]
+	}
+	return unsampledParent(tp, ts)
+}
+
+// unsampledParent reads a traceparent in the form this package and every
+// W3C implementation sends ("00-" 32 hex "-" 16 hex "-" 2 hex, lowercase)
+// whose sampled flag is off, and returns its span context as a remote
+// parent. ok is false for anything else (absent, sampled, another version,
+// malformed): the propagator then reads it, with all the rules of the
+// specification.
+func unsampledParent(traceparent, tracestate string) (sc trace.SpanContext, ok bool) {
+	const n = 2 + 1 + 32 + 1 + 16 + 1 + 2
+	tp := traceparent
+	if len(tp) != n || tp[0] != '0' || tp[1] != '0' || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' || tracestate != "" {
+		return sc, false
+	}
+	var tid trace.TraceID
+	var sid trace.SpanID
+	var flags [1]byte
+	if !lowerHex(tp[3:35]) || !lowerHex(tp[36:52]) || !lowerHex(tp[53:55]) {
+		return sc, false
+	}
+	if _, err := hex.Decode(tid[:], []byte(tp[3:35])); err != nil {
+		return sc, false
+	}
+	if _, err := hex.Decode(sid[:], []byte(tp[36:52])); err != nil {
+		return sc, false
+	}
+	if _, err := hex.Decode(flags[:], []byte(tp[53:55])); err != nil {
+		return sc, false
+	}
+	f := trace.TraceFlags(flags[0])
+	if f.IsSampled() || !tid.IsValid() || !sid.IsValid() {
+		return sc, false
+	}
+	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: f, Remote: true}), true
+}
+
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// names remembers the span names built from two parts, so that a call does
+// not build its span's name anew. It keeps at most maxNames; past that it
+// builds them.
+type names struct {
+	sep string
+	m   atomic.Pointer[map[[2]string]string]
+	mu  sync.Mutex
+}
+
+const maxNames = 1024
+
+func (c *names) get(a, b string) string {
+	key := [2]string{a, b}
+	if m := c.m.Load(); m != nil {
+		if n, ok := (*m)[key]; ok {
+			return n
+		}
+	}
+	n := a + c.sep + b
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
+	if old != nil && len(*old) >= maxNames {
+		return n
+	}
+	m := make(map[[2]string]string, 1+lenOf(old))
+	if old != nil {
+		for k, v := range *old {
+			m[k] = v
+		}
+	}
+	m[key] = n
+	c.m.Store(&m)
+	return n
+}
+
+func lenOf(m *map[[2]string]string) int {
+	if m == nil {
+		return 0
+	}
+	return len(*m)
+}
