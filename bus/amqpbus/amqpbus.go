@@ -58,21 +58,30 @@
 // (one or more tokens) becomes "*.#"; a literal token '#' is refused. Routing
 // keys, queue names, header names and message ids are at most 255 bytes.
 //
-// Messages: each bus header is one entry of the AMQP headers table, same
-// name, a string (long string) value, so headers round-trip exactly.
-// Message.ID is the message_id property. The Content-Type header is also
-// copied to the content_type property, and a message from another client
-// with content_type but no Content-Type header gets the header. Header names
-// starting with Sb-Amqp- (the driver's) and the broker's x-death,
-// x-delivery-count, x-first-death-* and x-last-death-* are reserved: they
-// are refused on publish and removed on delivery. Durable publishes are
-// persistent (delivery_mode 2), everything else transient.
+// Messages: Message.ID is the message_id property. The headers of the
+// envelope travel in basic properties where the property gives them back
+// exactly, every other header as one entry of the AMQP headers table (same
+// name, a string value), so that headers round-trip exactly and a typical
+// request, reply and event carries an empty table, which costs less to
+// encode, decode and route: Content-Type is content_type; on a request
+// Sb-Timeout is the expiration and Sb-Caller the app_id; on a reply
+// Sb-Instance is the app_id; on a CloudEvent (ce-specversion 1.0) ce-type is
+// the type property, ce-id the message_id, ce-source the app_id and a
+// ce-time of a whole second the timestamp. On receipt these properties
+// become their headers unless the table has them, so messages from other
+// clients that set the properties get the headers (docs/protocol.md has the
+// exact rules). Header names starting with Sb-Amqp- (the driver's) and the
+// broker's x-death, x-delivery-count, x-first-death-* and x-last-death-*
+// are reserved: they are refused on publish and removed on delivery.
+// Durable publishes are persistent (delivery_mode 2), everything else
+// transient.
 //
 // Request publishes to P.msg with the mandatory flag, reply_to
 // amq.rabbitmq.reply-to (RabbitMQ's direct reply-to, consumed on the
 // publishing channel), a fresh correlation_id and expiration set to the
-// milliseconds left before the caller's deadline, so that a request nobody
-// took in time dies in its queue. When no queue is bound to the subject the
+// milliseconds left before the caller's deadline (or the request's smaller
+// Sb-Timeout), so that a request nobody took in time dies in its queue.
+// When no queue is bound to the subject the
 // broker returns the request (basic.return, 312 NO_ROUTE) and Request fails
 // at once with no responders. Requests share a pool of channels, each
 // matching replies and returns to waiting requests by correlation id, so

@@ -164,7 +164,7 @@ func (c *conn) rotate(ctx context.Context, group, topic string, drop func(driver
 		for i := range held {
 			d := &held[i]
 			id := deadLetterID(d)
-			if drop(driver.DeadLetter{ID: id, Message: fromDelivery(bus.DeadLetterTopic(group, topic), d)}) {
+			if drop(driver.DeadLetter{ID: id, Message: fromDelivery(bus.DeadLetterTopic(group, topic), kindEvent, d)}) {
 				dropped = append(dropped, id)
 				continue
 			}
@@ -231,7 +231,7 @@ func copyOf(d *amqp.Delivery) amqp.Publishing {
 func deadLetterID(d *amqp.Delivery) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%d:%s\n", len(d.MessageId), d.MessageId)
-	hs := headersOf(d.Headers, d.ContentType)
+	hs := headersOf(kindEvent, d)
 	keys := make([]string, 0, len(hs))
 	for k := range hs {
 		if !strings.HasPrefix(strings.ToLower(k), "x-") {
@@ -263,7 +263,7 @@ func (c *conn) PublishToGroup(ctx context.Context, group string, msg *driver.Mes
 	if err != nil {
 		return err
 	}
-	pub, err := toPublishing(msg, true)
+	pub, err := toPublishing(msg, kindEvent, noBudget)
 	if err != nil {
 		return err
 	}

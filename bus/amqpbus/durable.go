@@ -195,7 +195,7 @@ func (c *conn) Publish(ctx context.Context, msg *driver.Message) error {
 	if err != nil {
 		return err
 	}
-	pub, err := toPublishing(msg, true)
+	pub, err := toPublishing(msg, kindEvent, noBudget)
 	if err != nil {
 		return err
 	}
@@ -317,7 +317,7 @@ func (m *member) newDelivery(ch *amqp.Channel, d *amqp.Delivery) *delivery {
 	} else if d.Redelivered {
 		attempt++
 	}
-	return &delivery{m: m, ch: ch, tag: d.DeliveryTag, msg: fromDelivery(m.topic, d), attempt: int(attempt)}
+	return &delivery{m: m, ch: ch, tag: d.DeliveryTag, msg: fromDelivery(m.topic, kindEvent, d), attempt: int(attempt)}
 }
 
 func (d *delivery) Message() *driver.Message { return d.msg }
@@ -375,7 +375,7 @@ func (m *member) delay(ctx context.Context, d *delivery, delay time.Duration) er
 	if err := m.declareRetry(); err != nil {
 		return err
 	}
-	pub, err := toPublishing(d.msg, true)
+	pub, err := toPublishing(d.msg, kindEvent, noBudget)
 	if err != nil {
 		return err
 	}

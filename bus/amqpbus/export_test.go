@@ -92,3 +92,16 @@ func Disconnects(c *bus.Conn) int64 { return c.Driver().(*conn).disconnects.Load
 
 // WrapErr exposes wrapErr to the error mapping test.
 var WrapErr = wrapErr
+
+// The header names the driver carries in properties.
+const (
+	HeaderContentType   = headerContentType
+	HeaderTimeout       = headerTimeout
+	HeaderCaller        = headerCaller
+	HeaderInstance      = headerInstance
+	HeaderCESpecVersion = headerCESpecVersion
+	HeaderCEID          = headerCEID
+	HeaderCEType        = headerCEType
+	HeaderCESource      = headerCESource
+	HeaderCETime        = headerCETime
+)

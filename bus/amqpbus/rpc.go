@@ -3,7 +3,6 @@ package amqpbus
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -93,7 +92,7 @@ func (r *rpcChan) loop(closed <-chan *amqp.Error, returns <-chan amqp.Return, re
 				replies = nil
 				continue
 			}
-			r.resolve(d.CorrelationId, rpcResult{msg: fromDelivery("", &d)})
+			r.resolve(d.CorrelationId, rpcResult{msg: fromDelivery("", kindReply, &d)})
 		}
 	}
 	r.mu.Lock()
@@ -148,15 +147,15 @@ func (r *rpcChan) alive() bool {
 
 func (r *rpcChan) close() { _ = r.ch.Close() }
 
-// expiration is the AMQP expiration (milliseconds, at least 1) for a
-// message that is useless after the deadline of ctx, or "" without one.
-func expiration(ctx context.Context) string {
+// budget is the AMQP expiration (milliseconds, at least 1) for a message
+// that is useless after the deadline of ctx, or noBudget without one.
+func budget(ctx context.Context) int64 {
 	dl, ok := ctx.Deadline()
 	if !ok {
-		return ""
+		return noBudget
 	}
 	ms := (time.Until(dl) + time.Millisecond - 1) / time.Millisecond
-	return strconv.FormatInt(max(int64(ms), 1), 10)
+	return max(int64(ms), 1)
 }
 
 // Request implements driver.Conn: a mandatory publish to the message exchange
@@ -171,7 +170,7 @@ func (c *conn) Request(ctx context.Context, msg *driver.Message) (*driver.Messag
 	if err != nil {
 		return nil, err
 	}
-	pub, err := toPublishing(msg, false)
+	pub, err := toPublishing(msg, kindRequest, budget(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +186,6 @@ func (c *conn) Request(ctx context.Context, msg *driver.Message) (*driver.Messag
 	defer r.unregister(id)
 	pub.CorrelationId = id
 	pub.ReplyTo = directReplyTo
-	pub.Expiration = expiration(ctx)
 	if err := r.ch.PublishWithContext(ctx, c.cfg.msgExchange(), key, true, false, pub); err != nil {
 		return nil, wrapErr("request", msg.Subject, err)
 	}
@@ -244,7 +242,7 @@ func (c *conn) Serve(ctx context.Context, subject, queue string, fn func(*driver
 	s.deliver = func(ch *amqp.Channel, d *amqp.Delivery) {
 		_ = ch.Ack(d.DeliveryTag, false)
 		replyTo, corr := d.ReplyTo, d.CorrelationId
-		fn(fromDelivery(d.RoutingKey, d), func(ctx context.Context, rep *driver.Message) error {
+		fn(fromDelivery(d.RoutingKey, requestKind(d), d), func(ctx context.Context, rep *driver.Message) error {
 			return c.respond(ctx, d.RoutingKey, replyTo, corr, rep)
 		})
 	}
@@ -260,7 +258,7 @@ func (c *conn) respond(ctx context.Context, subject, replyTo, corr string, rep *
 	if err := c.ready(ctx, "respond to", subject); err != nil {
 		return err
 	}
-	pub, err := toPublishing(rep, false)
+	pub, err := toPublishing(rep, kindReply, noBudget)
 	if err != nil {
 		return err
 	}
@@ -283,7 +281,7 @@ func (c *conn) Send(ctx context.Context, msg *driver.Message) error {
 	if err != nil {
 		return err
 	}
-	pub, err := toPublishing(msg, false)
+	pub, err := toPublishing(msg, kindMessage, noBudget)
 	if err != nil {
 		return err
 	}
@@ -321,7 +319,11 @@ func (c *conn) live(ctx context.Context, op, exchange, pattern string, fn func(*
 		return q.Name, ch.QueueBind(q.Name, key, exchange, false, nil)
 	}
 	s.deliver = func(ch *amqp.Channel, d *amqp.Delivery) {
-		fn(fromDelivery(d.RoutingKey, d))
+		k := kindEvent
+		if exchange == c.cfg.msgExchange() {
+			k = requestKind(d)
+		}
+		fn(fromDelivery(d.RoutingKey, k, d))
 		_ = ch.Ack(d.DeliveryTag, false)
 	}
 	return c.startConsumer(ctx, s)
