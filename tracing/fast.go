@@ -3,7 +3,6 @@ package tracing
 import (
 	"context"
 	"encoding/binary"
-	"encoding/hex"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -159,16 +158,7 @@ func unsampledParent(traceparent, tracestate string) (sc trace.SpanContext, ok b
 	var tid trace.TraceID
 	var sid trace.SpanID
 	var flags [1]byte
-	if !lowerHex(tp[3:35]) || !lowerHex(tp[36:52]) || !lowerHex(tp[53:55]) {
-		return sc, false
-	}
-	if _, err := hex.Decode(tid[:], []byte(tp[3:35])); err != nil {
-		return sc, false
-	}
-	if _, err := hex.Decode(sid[:], []byte(tp[36:52])); err != nil {
-		return sc, false
-	}
-	if _, err := hex.Decode(flags[:], []byte(tp[53:55])); err != nil {
+	if !lowerHex(tid[:], tp[3:35]) || !lowerHex(sid[:], tp[36:52]) || !lowerHex(flags[:], tp[53:55]) {
 		return sc, false
 	}
 	f := trace.TraceFlags(flags[0])
@@ -178,14 +168,29 @@ func unsampledParent(traceparent, tracestate string) (sc trace.SpanContext, ok b
 	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: f, Remote: true}), true
 }
 
-func lowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+// lowerHex decodes the lowercase hex digits of src into dst, which is half
+// as long, and reports whether they all were.
+func lowerHex(dst []byte, src string) bool {
+	for i := range dst {
+		hi, lo := hexVal[src[2*i]], hexVal[src[2*i+1]]
+		if hi|lo == 0xff {
 			return false
 		}
+		dst[i] = hi<<4 | lo
 	}
 	return true
 }
+
+// hexVal maps '0'-'9' and 'a'-'f' to their values, every other byte to 0xff.
+var hexVal = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i, c := range "0123456789abcdef" {
+		t[c] = byte(i)
+	}
+	return t
+}()
 
 // names remembers the span names built from two parts, so that a call does
 // not build its span's name anew. It keeps at most maxNames; past that it
