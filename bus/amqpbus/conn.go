@@ -19,12 +19,11 @@ import (
 	"github.com/switchboard-dev/switchboard/bus/driver"
 )
 
-// Sizes of the channel pools of a connection. Requests, durable publishes
-// and replies are spread over several channels so that one slow or broken
-// channel does not hold up the others; sends use one channel so that they
-// keep their order.
+// Sizes of the channel pools of a connection. Durable publishes and replies
+// are spread over several channels so that one slow or broken channel does
+// not hold up the others; sends use one channel so that they keep their
+// order. Each request in flight has a channel of its own (rpcChans).
 const (
-	rpcChannels     = 4
 	confirmChannels = 4
 	replyChannels   = 4
 )
@@ -32,8 +31,9 @@ const (
 // conn implements driver.Conn over one AMQP connection that it replaces
 // when it is lost.
 type conn struct {
-	cfg *config
-	log *slog.Logger
+	cfg        *config
+	log        *slog.Logger
+	msgX, evtX string // the exchanges' names, made once
 
 	mu        sync.Mutex
 	closed    bool
@@ -44,7 +44,7 @@ type conn struct {
 	unrouted  map[string]struct{} // topics whose unrouted publish was logged
 	host      int                 // next host of cfg.uris to dial
 
-	rpc     *pool[*rpcChan]
+	rpc     *rpcChans
 	confirm *pool[*confirmChan]
 	replies *pool[*plainChan]
 	sends   *pool[*plainChan]
@@ -71,6 +71,8 @@ func open(ctx context.Context, cfg *config) (*conn, error) {
 	c := &conn{
 		cfg:       cfg,
 		log:       slog.Default().With("url", cfg.shown, "name", cfg.name),
+		msgX:      cfg.msgExchange(),
+		evtX:      cfg.evtExchange(),
 		up:        make(chan struct{}),
 		consumers: map[*consumer]struct{}{},
 		declared:  map[string]struct{}{},
@@ -78,7 +80,7 @@ func open(ctx context.Context, cfg *config) (*conn, error) {
 		changed:   make(chan struct{}),
 		stop:      make(chan struct{}),
 	}
-	c.rpc = newPool(c, rpcChannels, c.openRPC)
+	c.rpc = &rpcChans{c: c}
 	c.confirm = newPool(c, confirmChannels, c.openConfirm)
 	c.replies = newPool(c, replyChannels, c.openPlain)
 	c.sends = newPool(c, 1, c.openPlain)

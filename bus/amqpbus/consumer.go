@@ -29,6 +29,14 @@ type consumer struct {
 	// goroutine, one at a time, never after Stop returned.
 	deliver func(ch *amqp.Channel, d *amqp.Delivery)
 
+	// Deliveries acknowledged on hand-over (Serve, see handedOver) but not
+	// yet told to the broker, and whether another delivery is waiting
+	// behind the one being delivered. Only the consumer's goroutine uses
+	// them.
+	pendingAcks int
+	lastTag     uint64
+	burst       bool
+
 	mu          sync.Mutex
 	ac          *amqp.Connection // the connection of the current channel
 	ch          *amqp.Channel    // the current channel
@@ -169,23 +177,77 @@ func (s *consumer) run(ds <-chan amqp.Delivery) {
 }
 
 // pump delivers from ds until it closes (true) or Stop is called (false).
+// It looks one delivery ahead, so that a delivery knows whether another is
+// already waiting (see handedOver).
 func (s *consumer) pump(ch *amqp.Channel, ds <-chan amqp.Delivery) bool {
+	defer s.flushAcks(ch)
+	var next *amqp.Delivery
 	for {
 		select {
 		case <-s.stop:
+			if next != nil {
+				_ = ch.Nack(next.DeliveryTag, false, true) // never handed over
+			}
 			return false
 		default:
 		}
-		select {
-		case d, ok := <-ds:
-			if !ok {
-				return true
+		d := next
+		if d == nil {
+			select {
+			case v, ok := <-ds:
+				if !ok {
+					return true
+				}
+				d = &v
+			case <-s.stop:
+				return false
 			}
-			s.deliver(ch, &d)
-		case <-s.stop:
-			return false
+		}
+		next = nil
+		closed := false
+		select {
+		case v, ok := <-ds:
+			if ok {
+				next = &v
+			} else {
+				closed = true
+			}
+		default:
+		}
+		s.burst = next != nil
+		s.deliver(ch, d)
+		if closed {
+			return true
 		}
 	}
+}
+
+// handedOver acknowledges d, which is being handed over, with as few
+// basic.ack frames as the existing guarantee allows: when no further
+// delivery is waiting it acknowledges d (and any still pending, with
+// multiple set) before the hand-over, as each delivery used to be; in a
+// burst of deliveries already buffered it acknowledges every ackBatch of
+// them, and the rest when the burst ends (or the consumer stops). The
+// broker counts the pending ones against the prefetch meanwhile, and a
+// channel lost in the burst gives them back to the queue.
+func (s *consumer) handedOver(ch *amqp.Channel, d *amqp.Delivery) {
+	s.pendingAcks++
+	s.lastTag = d.DeliveryTag
+	if !s.burst || s.pendingAcks >= s.ackBatch() {
+		s.flushAcks(ch)
+	}
+}
+
+// ackBatch is at most half the prefetch, so that the broker always has
+// room to send more while acknowledgements are pending.
+func (s *consumer) ackBatch() int { return max(s.prefetch/2, 1) }
+
+func (s *consumer) flushAcks(ch *amqp.Channel) {
+	if s.pendingAcks == 0 {
+		return
+	}
+	s.pendingAcks = 0
+	_ = ch.Ack(s.lastTag, true)
 }
 
 // hold counts a delivery handed over and not yet settled.

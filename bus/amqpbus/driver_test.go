@@ -533,3 +533,97 @@ func TestSendReachesServersAndListenersSeeRequests(t *testing.T) {
 		t.Fatal("the listener did not see the request")
 	}
 }
+
+// TestServersAcknowledgeRequestsOnHandOver: a server acknowledges each
+// request when it hands it over (batched with those already waiting), so
+// requests held by their handlers do not count against the prefetch, and a
+// server that goes idle has acknowledged everything.
+func TestServersAcknowledgeRequestsOnHandOver(t *testing.T) {
+	const prefetch, n = 4, 12
+	e := newEnv(t, "prefetch", fmt.Sprint(prefetch))
+	server, client := e.open(), e.open()
+	var in atomic.Int64
+	all := make(chan struct{})
+	if _, err := server.Serve(ctxWait(t), "svc.held", "held", func(_ context.Context, req *bus.Message) *bus.Message {
+		if string(req.Body) == "held" {
+			if in.Add(1) == n {
+				close(all)
+			}
+			select {
+			case <-all:
+			case <-time.After(wait):
+				return &bus.Message{Body: []byte("not all requests arrived together: held ones count against the prefetch")}
+			}
+		}
+		return &bus.Message{Body: req.Body}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	call := func(body string) error {
+		rep, err := client.Request(ctxWait(t), &bus.Message{Subject: "svc.held", Body: []byte(body)})
+		if err == nil && string(rep.Body) != body {
+			err = fmt.Errorf("request %s got reply %q", body, rep.Body)
+		}
+		return err
+	}
+	// One at a time: each is acknowledged although none follows it.
+	for i := range 3 * prefetch {
+		if err := call(fmt.Sprint(i)); err != nil {
+			t.Fatalf("sequential request %d: %v", i, err)
+		}
+	}
+	// Three times the prefetch at once, all held by their handlers.
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			if err := call("held"); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestAnIdleServerHasAcknowledgedWhatItHandedOver: a server whose
+// connection breaks once its handlers replied must not have its requests
+// redelivered to another server of its queue group: it acknowledged them
+// on hand-over, though nothing followed them.
+func TestAnIdleServerHasAcknowledgedWhatItHandedOver(t *testing.T) {
+	e := newEnv(t)
+	u, err := url.Parse(e.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, u.Host)
+	a, b, client := e.open(p.through(t, e.url)), e.open(), e.open()
+	echo := func(_ context.Context, req *bus.Message) *bus.Message { return &bus.Message{Body: req.Body} }
+	if _, err := a.Serve(ctxWait(t), "svc.once", "once", echo); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := client.Request(ctxWait(t), &bus.Message{Subject: "svc.once", Body: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	seen := make(chan string, 8)
+	if _, err := b.Serve(ctxWait(t), "svc.once", "once", func(ctx context.Context, req *bus.Message) *bus.Message {
+		seen <- string(req.Body)
+		return echo(ctx, req)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p.cut()
+	waitState(t, a, false, "the cut server to notice")
+	// The queue gives what it took back from the cut server first.
+	if _, err := client.Request(ctxWait(t), &bus.Message{Subject: "svc.once", Body: []byte("after")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := next(t, "request at the other server", seen); got != "after" {
+		t.Errorf("the other server got request %q again: the cut server had not acknowledged it", got)
+	}
+}

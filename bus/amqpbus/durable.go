@@ -203,7 +203,7 @@ func (c *conn) Publish(ctx context.Context, msg *driver.Message) error {
 	if err != nil {
 		return err
 	}
-	if err := p.publish(ctx, c.cfg.evtExchange(), key, pub); err != nil {
+	if err := p.publish(ctx, c.evtX, key, pub); err != nil {
 		return wrapErr("publish", msg.Subject, err)
 	}
 	return nil
@@ -252,7 +252,7 @@ func (c *conn) Subscribe(ctx context.Context, spec driver.SubscribeSpec, fn func
 	if _, err := routingKey(spec.Topic); err != nil {
 		return nil, err
 	}
-	exchange := c.cfg.evtExchange()
+	exchange := c.evtX
 	group := queueName(c.cfg.prefix, "group", spec.Group, spec.Topic)
 	s := &consumer{op: "subscribe", what: spec.Topic, prefetch: max(spec.Prefetch, 1)}
 	m := &member{c: c, sub: s, topic: spec.Topic, group: group, retry: queueName(c.cfg.prefix, "retry", spec.Group, spec.Topic)}

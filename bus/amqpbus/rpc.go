@@ -29,22 +29,34 @@ var (
 
 const sharedQueueExpires = 5 * time.Minute
 
-// rpcResult is what a request waiter receives.
-type rpcResult struct {
-	msg *driver.Message
-	err error
+// rpcChan is a channel for requests, used by one request at a time: the
+// request publishes on it and reads its reply (direct reply-to) and any
+// return of it (unroutable) straight from the channel, as a caller of the
+// plain client does, with no goroutine in between. What comes for an
+// earlier request that gave up (a late reply or return) is told apart by
+// its correlation id and dropped by the next user.
+type rpcChan struct {
+	ch      *amqp.Channel
+	replies <-chan amqp.Delivery
+	// returns holds the return of at most one request gone: amqp091-go's
+	// reader blocks on it until read, so a request that gives up leaves at
+	// most one behind and the next user drains it.
+	returns <-chan amqp.Return
+	closed  <-chan *amqp.Error
+	dead    bool // closed, as seen by its user
 }
 
-// rpcChan is a channel for requests: it consumes direct replies and
-// returned (unroutable) requests, and hands each to the request waiting
-// for it by correlation id. Any number of requests share it.
-type rpcChan struct {
-	c       *conn
-	ch      *amqp.Channel
-	mu      sync.Mutex
-	waiting map[string]chan rpcResult
-	dead    chan struct{} // closed when the channel closed
-	reason  error         // why, if the broker said
+// rpcIdle is how many idle request channels a connection keeps: as many
+// as requests have run at once, up to this.
+const rpcIdle = 64
+
+// rpcChans hands out request channels, one per request in flight, reusing
+// idle ones; each connection's channels go with it.
+type rpcChans struct {
+	c    *conn
+	mu   sync.Mutex
+	idle []*rpcChan
+	ac   *amqp.Connection // the connection of the idle ones
 }
 
 func (c *conn) openRPC(ac *amqp.Connection) (*rpcChan, error) {
@@ -52,100 +64,91 @@ func (c *conn) openRPC(ac *amqp.Connection) (*rpcChan, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &rpcChan{c: c, ch: ch, waiting: map[string]chan rpcResult{}, dead: make(chan struct{})}
-	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
-	returns := ch.NotifyReturn(make(chan amqp.Return, 16))
-	replies, err := ch.Consume(directReplyTo, "sb-replies-"+newID(), true, false, false, false, nil)
-	if err != nil {
+	r := &rpcChan{ch: ch, closed: ch.NotifyClose(make(chan *amqp.Error, 1)), returns: ch.NotifyReturn(make(chan amqp.Return, 2))}
+	if r.replies, err = ch.Consume(directReplyTo, "sb-replies-"+newID(), true, false, false, false, nil); err != nil {
 		_ = ch.Close()
 		return nil, err
-	}
-	if !c.spawn(func() { r.loop(closed, returns, replies) }, nil) {
-		_ = ch.Close()
-		return nil, driver.ErrClosed
 	}
 	return r, nil
 }
 
-func (r *rpcChan) loop(closed <-chan *amqp.Error, returns <-chan amqp.Return, replies <-chan amqp.Delivery) {
-	for closed != nil || returns != nil || replies != nil {
+// get returns a live request channel of the current connection, opening
+// one when none is idle; it fails fast while disconnected.
+func (p *rpcChans) get(op, subject string) (*rpcChan, error) {
+	ac, err := p.c.current(op, subject)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	if p.ac != ac {
+		for _, r := range p.idle {
+			r.close()
+		}
+		p.idle, p.ac = p.idle[:0], ac
+	}
+	for len(p.idle) > 0 {
+		r := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		if r.alive() {
+			p.mu.Unlock()
+			return r, nil
+		}
+		r.close()
+	}
+	p.mu.Unlock()
+	r, err := p.c.openRPC(ac)
+	if err != nil {
+		return nil, wrapErr(op, subject, err)
+	}
+	return r, nil
+}
+
+// put takes back a channel whose request is over.
+func (p *rpcChans) put(r *rpcChan) {
+	p.mu.Lock()
+	if r.alive() && len(p.idle) < rpcIdle {
+		p.idle = append(p.idle, r)
+		r = nil
+	}
+	p.mu.Unlock()
+	if r != nil {
+		r.close()
+	}
+}
+
+func (p *rpcChans) close() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, r := range idle {
+		r.close()
+	}
+}
+
+// alive drops what an earlier request left behind and reports whether the
+// channel is still open.
+func (r *rpcChan) alive() bool {
+	if r.dead {
+		return false
+	}
+	for {
 		select {
-		case err, ok := <-closed:
-			if !ok {
-				closed = nil
-				continue
-			}
-			if err != nil {
-				r.mu.Lock()
-				r.reason = err
-				r.mu.Unlock()
-			}
-		case ret, ok := <-returns:
-			if !ok {
-				returns = nil
-				continue
-			}
-			r.resolve(ret.CorrelationId, rpcResult{err: fmt.Errorf("amqpbus: request %s: %w (returned by the broker: %d %s)",
-				ret.RoutingKey, driver.ErrNoResponders, ret.ReplyCode, ret.ReplyText)})
-		case d, ok := <-replies:
-			if !ok {
-				replies = nil
-				continue
-			}
-			r.resolve(d.CorrelationId, rpcResult{msg: fromDelivery("", kindReply, &d)})
+		case <-r.returns:
+		case <-r.closed:
+			r.dead = true
+			return false
+		default:
+			r.dead = r.ch.IsClosed()
+			return !r.dead
 		}
 	}
-	r.mu.Lock()
-	close(r.dead)
-	r.mu.Unlock()
 }
 
-func (r *rpcChan) resolve(id string, res rpcResult) {
-	r.mu.Lock()
-	w, ok := r.waiting[id]
-	delete(r.waiting, id)
-	r.mu.Unlock()
-	if ok {
-		w <- res // buffered, one result per waiter
-	}
+func (r *rpcChan) close() {
+	r.dead = true
+	_ = r.ch.Close()
 }
-
-// register makes a waiter for the reply to correlation id.
-func (r *rpcChan) register(id string) (chan rpcResult, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	select {
-	case <-r.dead:
-		return nil, false
-	default:
-	}
-	w := make(chan rpcResult, 1)
-	r.waiting[id] = w
-	return w, true
-}
-
-func (r *rpcChan) unregister(id string) {
-	r.mu.Lock()
-	delete(r.waiting, id)
-	r.mu.Unlock()
-}
-
-func (r *rpcChan) closeReason() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.reason
-}
-
-func (r *rpcChan) alive() bool {
-	select {
-	case <-r.dead:
-		return false
-	default:
-		return !r.ch.IsClosed()
-	}
-}
-
-func (r *rpcChan) close() { _ = r.ch.Close() }
 
 // budget is the AMQP expiration (milliseconds, at least 1) for a message
 // that is useless after the deadline of ctx, or noBudget without one.
@@ -178,37 +181,41 @@ func (c *conn) Request(ctx context.Context, msg *driver.Message) (*driver.Messag
 	if err != nil {
 		return nil, err
 	}
+	defer c.rpc.put(r)
 	id := newID()
-	w, ok := r.register(id)
-	if !ok {
-		return nil, c.lostErr("request", msg.Subject, r.closeReason())
-	}
-	defer r.unregister(id)
 	pub.CorrelationId = id
 	pub.ReplyTo = directReplyTo
-	if err := r.ch.PublishWithContext(ctx, c.cfg.msgExchange(), key, true, false, pub); err != nil {
+	if err := r.ch.PublishWithContext(ctx, c.msgX, key, true, false, pub); err != nil {
 		return nil, wrapErr("request", msg.Subject, err)
 	}
-	select {
-	case res := <-w:
-		if res.err != nil {
-			return nil, res.err
-		}
-		res.msg.Subject = msg.Subject
-		return res.msg, nil
-	case <-ctx.Done():
-		return nil, wrapErr("request", msg.Subject, ctx.Err())
-	case <-r.dead:
-		// A reply that raced the close is still good.
+	for {
 		select {
-		case res := <-w:
-			if res.err == nil {
-				res.msg.Subject = msg.Subject
-				return res.msg, nil
+		case d, ok := <-r.replies:
+			if !ok {
+				// The channel closed; its reason follows on r.closed.
+				r.replies = nil
+				continue
 			}
-		default:
+			if d.CorrelationId != id {
+				continue // the late reply to an earlier request
+			}
+			return fromDelivery(msg.Subject, kindReply, &d), nil
+		case ret := <-r.returns:
+			if ret.CorrelationId != id {
+				continue
+			}
+			return nil, fmt.Errorf("amqpbus: request %s: %w (returned by the broker: %d %s)",
+				ret.RoutingKey, driver.ErrNoResponders, ret.ReplyCode, ret.ReplyText)
+		case err := <-r.closed:
+			r.dead = true
+			var reason error
+			if err != nil {
+				reason = err
+			}
+			return nil, c.lostErr("request", msg.Subject, reason)
+		case <-ctx.Done():
+			return nil, wrapErr("request", msg.Subject, ctx.Err())
 		}
-		return nil, c.lostErr("request", msg.Subject, r.closeReason())
 	}
 }
 
@@ -224,7 +231,7 @@ func (c *conn) Serve(ctx context.Context, subject, queue string, fn func(*driver
 	if err != nil {
 		return nil, err
 	}
-	exchange := c.cfg.msgExchange()
+	exchange := c.msgX
 	s := &consumer{op: "serve", what: subject, prefetch: c.cfg.prefetch}
 	s.setup = func(ch *amqp.Channel) (string, error) {
 		var q amqp.Queue
@@ -240,7 +247,7 @@ func (c *conn) Serve(ctx context.Context, subject, queue string, fn func(*driver
 		return q.Name, ch.QueueBind(q.Name, key, exchange, false, nil)
 	}
 	s.deliver = func(ch *amqp.Channel, d *amqp.Delivery) {
-		_ = ch.Ack(d.DeliveryTag, false)
+		s.handedOver(ch, d)
 		replyTo, corr := d.ReplyTo, d.CorrelationId
 		fn(fromDelivery(d.RoutingKey, requestKind(d), d), func(ctx context.Context, rep *driver.Message) error {
 			return c.respond(ctx, d.RoutingKey, replyTo, corr, rep)
@@ -289,20 +296,20 @@ func (c *conn) Send(ctx context.Context, msg *driver.Message) error {
 	if err != nil {
 		return err
 	}
-	return wrapErr("send", msg.Subject, p.ch.PublishWithContext(ctx, c.cfg.msgExchange(), key, false, false, pub))
+	return wrapErr("send", msg.Subject, p.ch.PublishWithContext(ctx, c.msgX, key, false, false, pub))
 }
 
 // Listen implements driver.Conn with a private server-named queue bound to
 // the message exchange: it gets sends and requests alike, as on NATS.
 func (c *conn) Listen(ctx context.Context, pattern string, fn func(*driver.Message)) (driver.Subscription, error) {
-	return c.live(ctx, "listen", c.cfg.msgExchange(), pattern, fn)
+	return c.live(ctx, "listen", c.msgX, pattern, fn)
 }
 
 // Tail implements driver.Conn with a private server-named queue bound to
 // the durable-topic exchange: it sees what is published from now on and
 // takes nothing from any group's queue.
 func (c *conn) Tail(ctx context.Context, pattern string, fn func(*driver.Message)) (driver.Subscription, error) {
-	return c.live(ctx, "tail", c.cfg.evtExchange(), pattern, fn)
+	return c.live(ctx, "tail", c.evtX, pattern, fn)
 }
 
 func (c *conn) live(ctx context.Context, op, exchange, pattern string, fn func(*driver.Message)) (driver.Subscription, error) {
@@ -320,7 +327,7 @@ func (c *conn) live(ctx context.Context, op, exchange, pattern string, fn func(*
 	}
 	s.deliver = func(ch *amqp.Channel, d *amqp.Delivery) {
 		k := kindEvent
-		if exchange == c.cfg.msgExchange() {
+		if exchange == c.msgX {
 			k = requestKind(d)
 		}
 		fn(fromDelivery(d.RoutingKey, k, d))
