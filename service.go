@@ -452,14 +452,14 @@ func (s *Service) dispatch(ctx context.Context, e *endpoint, env wire.Envelope, 
 		return nil, bus.Errorf(bus.Unavailable, "switchboard: %s is shutting down", s.name).
 			WithDetail("unprocessed", s.name+"."+e.info.Name)
 	}
-	if !env.Deadline.IsZero() {
-		if !time.Now().Before(env.Deadline) {
-			return nil, bus.Errorf(bus.DeadlineExceeded, "switchboard: %s.%s: the caller's deadline passed before the handler started", s.name, e.info.Name)
-		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, env.Deadline)
-		defer cancel()
+	if !env.Deadline.IsZero() && !time.Now().Before(env.Deadline) {
+		return nil, bus.Errorf(bus.DeadlineExceeded, "switchboard: %s.%s: the caller's deadline passed before the handler started", s.name, e.info.Name)
 	}
+	// The handler's context: the caller's deadline and the Call.
+	hc := &handlerCtx{}
+	hc.init(ctx, env.Deadline)
+	defer hc.cancel()
+	ctx = hc
 	if n := e.inFlight.Add(1); n > e.maxInFlight {
 		e.inFlight.Add(-1)
 		return nil, bus.Errorf(bus.ResourceExhausted, "switchboard: %s.%s: %d calls in flight, the limit is %d", s.name, e.info.Name, n-1, e.maxInFlight).
@@ -475,14 +475,15 @@ func (s *Service) dispatch(ctx context.Context, e *endpoint, env wire.Envelope, 
 			return nil, err
 		}
 	}
-	call := &Call{Service: s.name, Endpoint: e.info.Name, Envelope: env, Header: m.Header, Request: req}
+	hc.call = Call{Service: s.name, Endpoint: e.info.Name, Envelope: env, Header: m.Header, Request: req}
+	call := &hc.call
 	defer func() {
 		if r := recover(); r != nil {
 			s.logger.Error("handler panicked", "endpoint", e.info.Name, "panic", r, "stack", string(debug.Stack()))
 			rsp, err = nil, bus.Errorf(bus.Internal, "switchboard: %s.%s: handler panicked: %v", s.name, e.info.Name, r)
 		}
 	}()
-	return s.handler(context.WithValue(ctx, callKey{}, call), call)
+	return s.handler(ctx, call)
 }
 
 func (s *Service) unknownEndpoint(name string) error {
