@@ -112,7 +112,11 @@
 // Publish publishes to P.evt in confirm mode with the mandatory flag and
 // returns after the broker's basic.ack (a nack is an error); for a quorum
 // queue the ack means a majority of its replicas stored the message.
-// Publishing is spread over a pool of confirm-mode channels.
+// Publishing is spread over a pool of confirm-mode channels; each publish
+// waits for the confirmation of its own delivery tag, resolved by
+// amqp091-go's reader. Delayed redeliveries and replays, which must reach a
+// queue (a return fails them), use a confirm-mode channel of their own that
+// matches returns to confirmations in order.
 //
 // A topic no group subscribes to has no queue bound, so the broker returns
 // a publish to it and stores it nowhere. The driver still reports success,

@@ -45,7 +45,8 @@ type conn struct {
 	host      int                 // next host of cfg.uris to dial
 
 	rpc     *rpcChans
-	confirm *pool[*confirmChan]
+	confirm *pool[*confirmChan] // durable publishes
+	checked *pool[*confirmChan] // retries and replays, which must reach a queue
 	replies *pool[*plainChan]
 	sends   *pool[*plainChan]
 	admin   *pool[*plainChan] // declarations outside consumers
@@ -82,6 +83,7 @@ func open(ctx context.Context, cfg *config) (*conn, error) {
 	}
 	c.rpc = &rpcChans{c: c}
 	c.confirm = newPool(c, confirmChannels, c.openConfirm)
+	c.checked = newPool(c, 1, c.openChecked)
 	c.replies = newPool(c, replyChannels, c.openPlain)
 	c.sends = newPool(c, 1, c.openPlain)
 	c.admin = newPool(c, 1, c.openPlain)
@@ -393,7 +395,7 @@ func (c *conn) Close() error {
 	for _, s := range cons {
 		_ = s.Stop(now)
 	}
-	for _, p := range []interface{ close() }{c.rpc, c.confirm, c.replies, c.sends, c.admin} {
+	for _, p := range []interface{ close() }{c.rpc, c.confirm, c.checked, c.replies, c.sends, c.admin} {
 		p.close()
 	}
 	var err error

@@ -269,7 +269,7 @@ func (c *conn) PublishToGroup(ctx context.Context, group string, msg *driver.Mes
 	}
 	// A correlation id makes a return fail the publish.
 	pub.CorrelationId = "sb-replay-" + newID()
-	p, err := c.confirm.get("replay", queue)
+	p, err := c.checked.get("replay", queue)
 	if err != nil {
 		return err
 	}

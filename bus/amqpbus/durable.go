@@ -14,16 +14,26 @@ import (
 	"github.com/switchboard-dev/switchboard/bus/driver"
 )
 
-// confirmChan is a channel in confirm mode. Publishers register for their
+// confirmChan is a channel in confirm mode, of one of two kinds.
+//
+// A checked channel (retries and replays: a publish that must reach a
+// queue, marked by its correlation id) has publishers register for their
 // delivery tag before publishing; one goroutine reads the broker's
 // confirmations and returns in the order the broker sent them (a
 // basic.return always precedes the basic.ack of the same message), so a
 // publish learns both whether the broker took it and whether it reached a
 // queue.
+//
+// A lean channel (Publish, where a return is not an error: no group is
+// owed the message) has each publish wait for amqp091-go's deferred
+// confirmation of its own delivery tag, which the connection's reader
+// resolves directly, with no goroutine in between; its goroutine only logs
+// returns and notes the channel's close.
 type confirmChan struct {
-	c     *conn
-	ch    *amqp.Channel
-	pubMu sync.Mutex // holds the delivery tag and the publish together
+	c       *conn
+	ch      *amqp.Channel
+	checked bool
+	pubMu   sync.Mutex // holds the delivery tag and the publish together (checked)
 
 	mu       sync.Mutex
 	waiting  map[uint64]*confirmWaiter
@@ -38,15 +48,26 @@ type confirmWaiter struct {
 }
 
 func (c *conn) openConfirm(ac *amqp.Connection) (*confirmChan, error) {
+	return c.openConfirmKind(ac, false)
+}
+
+func (c *conn) openChecked(ac *amqp.Connection) (*confirmChan, error) {
+	return c.openConfirmKind(ac, true)
+}
+
+func (c *conn) openConfirmKind(ac *amqp.Connection, checked bool) (*confirmChan, error) {
 	ch, err := ac.Channel()
 	if err != nil {
 		return nil, err
 	}
-	p := &confirmChan{c: c, ch: ch, waiting: map[uint64]*confirmWaiter{}, returned: map[string]struct{}{}, dead: make(chan struct{})}
+	p := &confirmChan{c: c, ch: ch, checked: checked, waiting: map[uint64]*confirmWaiter{}, returned: map[string]struct{}{}, dead: make(chan struct{})}
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	// Unbuffered: the connection's reader hands each over in turn, so a
 	// return is seen before the confirmation that follows it.
-	confirms := ch.NotifyPublish(make(chan amqp.Confirmation))
+	var confirms <-chan amqp.Confirmation
+	if checked {
+		confirms = ch.NotifyPublish(make(chan amqp.Confirmation))
+	}
 	returns := ch.NotifyReturn(make(chan amqp.Return))
 	if err := ch.Confirm(false); err != nil {
 		_ = ch.Close()
@@ -60,7 +81,7 @@ func (c *conn) openConfirm(ac *amqp.Connection) (*confirmChan, error) {
 }
 
 func (p *confirmChan) loop(closed <-chan *amqp.Error, confirms <-chan amqp.Confirmation, returns <-chan amqp.Return) {
-	for closed != nil || confirms != nil || returns != nil {
+	for closed != nil || returns != nil || confirms != nil { // confirms is nil on a lean channel
 		select {
 		case err, ok := <-closed:
 			if !ok {
@@ -119,8 +140,12 @@ func (w *confirmWaiter) corrOrEmpty() string {
 }
 
 // publish publishes with mandatory set and waits for the broker's
-// confirmation. When pub has a correlation id, a return fails the publish.
+// confirmation. On a checked channel, when pub has a correlation id, a
+// return fails the publish.
 func (p *confirmChan) publish(ctx context.Context, exchange, key string, pub amqp.Publishing) error {
+	if !p.checked {
+		return p.publishLean(ctx, exchange, key, pub)
+	}
 	w := &confirmWaiter{corr: pub.CorrelationId, result: make(chan error, 1)}
 	p.pubMu.Lock()
 	tag := p.ch.GetNextPublishSeqNo()
@@ -154,11 +179,38 @@ func (p *confirmChan) publish(ctx context.Context, exchange, key string, pub amq
 			return err
 		default:
 		}
-		p.mu.Lock()
-		reason := p.reason
-		p.mu.Unlock()
-		return p.c.lostErr("publish", key, reason)
+		return p.lost(key)
 	}
+}
+
+func (p *confirmChan) publishLean(ctx context.Context, exchange, key string, pub amqp.Publishing) error {
+	select {
+	case <-p.dead:
+		return p.lost(key)
+	default:
+	}
+	dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, pub)
+	if err != nil {
+		return err
+	}
+	ack, err := dc.WaitContext(ctx)
+	switch {
+	case err != nil:
+		return err
+	case ack:
+		return nil
+	case p.ch.IsClosed():
+		// amqp091-go nacks what is pending when the channel closes.
+		return p.lost(key)
+	}
+	return fmt.Errorf("the broker refused the message (basic.nack)")
+}
+
+func (p *confirmChan) lost(key string) error {
+	p.mu.Lock()
+	reason := p.reason
+	p.mu.Unlock()
+	return p.c.lostErr("publish", key, reason)
 }
 
 func (p *confirmChan) forget(tag uint64) {
@@ -387,7 +439,7 @@ func (m *member) delay(ctx context.Context, d *delivery, delay time.Duration) er
 	// A correlation id lets the publish tell its own return apart: the
 	// retry queue must take the copy.
 	pub.CorrelationId = "sb-retry-" + newID()
-	p, err := m.c.confirm.get("retry", m.retry)
+	p, err := m.c.checked.get("retry", m.retry)
 	if err != nil {
 		return err
 	}
