@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,14 +35,28 @@ func TestReportSmoke(t *testing.T) {
 		"rpc_sequential_inproc", "rpc_1_caller_inproc", "rpc_4_callers_inproc",
 		"rpc_sequential_observed_inproc", "rpc_4_callers_observed_inproc",
 	})
-	var costs int
-	for _, n := range rpc.Notes {
-		if strings.HasPrefix(n, "observability on rpc_") {
-			costs++
+	// Observability is measured against the same endpoint bare, one case
+	// per observed case, judged apart from the comparison with raw.
+	var obs []string
+	for _, c := range rpc.Observability {
+		obs = append(obs, c.Name)
+		if c.P50Ratio <= 0 || c.ThroughputRatio <= 0 || c.Switchboard.AllocsPerOp <= c.Raw.AllocsPerOp {
+			t.Errorf("%s: ratios %v/%v, allocations observed %v vs bare %v: want measured figures, observed allocating more",
+				c.Name, c.P50Ratio, c.ThroughputRatio, c.Switchboard.AllocsPerOp, c.Raw.AllocsPerOp)
 		}
 	}
-	if costs != 4 {
-		t.Errorf("%d notes on what observability costs, want one per observed case (4): %q", costs, rpc.Notes)
+	want := []string{"rpc_sequential_observability_tcp", "rpc_4_callers_observability_tcp",
+		"rpc_sequential_observability_inproc", "rpc_4_callers_observability_inproc"}
+	if !slices.Equal(obs, want) {
+		t.Errorf("observability cases %q, want %q", obs, want)
+	}
+	var text strings.Builder
+	if err := rpc.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	if v := rpc.ObservabilityVerdict(); !strings.HasPrefix(v, "observability ") || !strings.Contains(text.String(), v) ||
+		!strings.Contains(text.String(), "p50 obs") || !strings.Contains(text.String(), "p50 bare") {
+		t.Errorf("observability verdict %q, or its table, missing from the text report:\n%s", v, text.String())
 	}
 
 	ev, err := Events(ctx, tiny())
@@ -309,4 +324,29 @@ func BenchmarkPublish(b *testing.B) {
 		b.Fatal(err)
 	}
 	compare(b, p.publishRaw, p.publishSwitchboard, namedCall{"raw_headers", p.publishRawHeaders})
+}
+
+func TestObservabilityVerdict(t *testing.T) {
+	r := Report{Cases: []Case{{Name: "a", P50Ratio: 1.05, ThroughputRatio: 0.95}}, Observability: []Case{
+		{Name: "o1", P50Ratio: 1.04, ThroughputRatio: 0.97},
+		{Name: "o2", P50Ratio: 1.02, ThroughputRatio: 0.92},
+	}}
+	r.finish(time.Now())
+	if !r.ObservabilityWithinBudget {
+		t.Fatalf("observability within budget = false for %+v", r.Observability)
+	}
+	if v := r.ObservabilityVerdict(); v != "observability WITHIN BUDGET (worst: o2: throughput 8.0% below bare)" {
+		t.Errorf("verdict %q", v)
+	}
+	r.Observability[0].P50Ratio = 1.17
+	r.finish(time.Now())
+	if r.ObservabilityWithinBudget || !r.WithinBudget {
+		t.Fatalf("flags: observability %v, raw %v; want over, within (judged apart)", r.ObservabilityWithinBudget, r.WithinBudget)
+	}
+	if v := r.ObservabilityVerdict(); !strings.HasPrefix(v, "observability OVER BUDGET (worst: o1: p50 latency 17.0% above bare") {
+		t.Errorf("verdict %q", v)
+	}
+	if v := (&Report{}).ObservabilityVerdict(); v != "" {
+		t.Errorf("verdict without observability cases %q, want none", v)
+	}
 }

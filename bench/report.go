@@ -41,6 +41,15 @@ type Report struct {
 	Cases  []Case `json:"cases"`
 	// WithinBudget is true when every case is.
 	WithinBudget bool `json:"within_budget"`
+	// Observability compares, for RPC on NATS, the endpoint as app.Run runs
+	// it (tracing at the production default sampling, metrics, health
+	// checks, protections) against the same endpoint bare, in alternating
+	// rounds: in these cases Switchboard is the observed side and Raw the
+	// bare one. They are held to the same budget, reported apart from the
+	// comparison with the raw client (ObservabilityWithinBudget).
+	Observability []Case `json:"observability,omitempty"`
+	// ObservabilityWithinBudget is true when every Observability case is.
+	ObservabilityWithinBudget bool `json:"observability_within_budget,omitempty"`
 	// Skipped lists what was not measured, and why.
 	Skipped []string `json:"skipped,omitempty"`
 	// Notes say what is compared with what.
@@ -141,7 +150,38 @@ func (r *Report) finish(start time.Time) {
 			r.WithinBudget = false
 		}
 	}
+	r.ObservabilityWithinBudget = len(r.Observability) > 0
+	for i := range r.Observability {
+		r.Observability[i].judge()
+		if !r.Observability[i].WithinBudget {
+			r.ObservabilityWithinBudget = false
+		}
+	}
 	r.Elapsed = time.Since(start).Round(time.Millisecond).String()
+}
+
+// ObservabilityVerdict says whether observability stays within budget,
+// naming the worst ratio; "" when it was not measured.
+func (r *Report) ObservabilityVerdict() string {
+	if len(r.Observability) == 0 {
+		return ""
+	}
+	worst, what := 0.0, ""
+	for _, c := range r.Observability {
+		if d := (c.P50Ratio - 1) * 100; d > worst {
+			worst, what = d, fmt.Sprintf("%s: p50 latency %.1f%% above bare", c.Name, d)
+		}
+		if d := (1 - c.ThroughputRatio) * 100; d > worst {
+			worst, what = d, fmt.Sprintf("%s: throughput %.1f%% below bare", c.Name, d)
+		}
+	}
+	if r.ObservabilityWithinBudget {
+		if what == "" {
+			return "observability WITHIN BUDGET: no case slower than bare"
+		}
+		return "observability WITHIN BUDGET (worst: " + what + ")"
+	}
+	return "observability OVER BUDGET (worst: " + what + "; budget 10%)"
 }
 
 // Excess describes how far one case is over budget.
@@ -214,24 +254,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(bw, "method:   %d alternating rounds per case (Switchboard, raw, raw, Switchboard, …) after a warm-up; figures are medians over the rounds, ratios Switchboard/raw of those\n", r.Rounds)
 	fmt.Fprintln(bw)
-	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', tabwriter.AlignRight)
-	// Right-aligned numbers; names padded so that they read left-aligned.
-	nameW := len("case")
-	for _, c := range r.Cases {
-		nameW = max(nameW, len(c.Name))
-	}
-	fmt.Fprintf(tw, "%-*s\t%-6s\tp50 sb\tp50 raw\tp50 ratio\tp99 sb\tp99 raw\tops/s sb\tops/s raw\ttput ratio\tcpu/op sb\tcpu/op raw\tallocs sb\tallocs raw\tbudget\t\n", nameW, "case", "conn")
-	for _, c := range r.Cases {
-		verdict := "ok"
-		if !c.WithinBudget {
-			verdict = "OVER"
-		}
-		fmt.Fprintf(tw, "%-*s\t%-6s\t%s\t%s\t%.3f\t%s\t%s\t%.0f\t%.0f\t%.3f\t%s\t%s\t%.0f\t%.0f\t%s\t\n",
-			nameW, c.Name, c.Connection, us(c.Switchboard.P50US), us(c.Raw.P50US), c.P50Ratio,
-			us(c.Switchboard.P99US), us(c.Raw.P99US), c.Switchboard.ThroughputPerS, c.Raw.ThroughputPerS,
-			c.ThroughputRatio, us(c.Switchboard.CPUUSPerOp), us(c.Raw.CPUUSPerOp), c.Switchboard.AllocsPerOp, c.Raw.AllocsPerOp, verdict)
-	}
-	if err := tw.Flush(); err != nil {
+	if err := writeCases(bw, r.Cases, "raw"); err != nil {
 		return err
 	}
 	fmt.Fprintln(bw)
@@ -251,9 +274,48 @@ func (r *Report) WriteText(w io.Writer) error {
 	for _, s := range r.Skipped {
 		fmt.Fprintf(bw, "skipped:  %s\n", s)
 	}
+	if len(r.Observability) > 0 {
+		fmt.Fprintln(bw)
+		fmt.Fprintln(bw, "observability: the endpoint as app.Run runs it (\"obs\") against the same endpoint bare, alternating rounds, budget 10%")
+		fmt.Fprintln(bw)
+		if err := writeCases(bw, r.Observability, "bare"); err != nil {
+			return err
+		}
+		fmt.Fprintln(bw)
+	}
 	fmt.Fprintf(bw, "elapsed:  %s\n", r.Elapsed)
+	if v := r.ObservabilityVerdict(); v != "" {
+		fmt.Fprintln(bw, v)
+	}
 	fmt.Fprintln(bw, r.Verdict())
 	return bw.Flush()
+}
+
+// writeCases writes cases as an aligned table, the compared side's columns
+// named other ("raw", or "bare" for observability).
+func writeCases(bw io.Writer, cases []Case, other string) error {
+	sbName := "sb"
+	if other == "bare" {
+		sbName = "obs"
+	}
+	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', tabwriter.AlignRight)
+	// Right-aligned numbers; names padded so that they read left-aligned.
+	nameW := len("case")
+	for _, c := range cases {
+		nameW = max(nameW, len(c.Name))
+	}
+	fmt.Fprintf(tw, strings.NewReplacer("sb", sbName, "raw", other).Replace("%-*s\t%-6s\tp50 sb\tp50 raw\tp50 ratio\tp99 sb\tp99 raw\tops/s sb\tops/s raw\ttput ratio\tcpu/op sb\tcpu/op raw\tallocs sb\tallocs raw\tbudget\t\n"), nameW, "case", "conn")
+	for _, c := range cases {
+		verdict := "ok"
+		if !c.WithinBudget {
+			verdict = "OVER"
+		}
+		fmt.Fprintf(tw, "%-*s\t%-6s\t%s\t%s\t%.3f\t%s\t%s\t%.0f\t%.0f\t%.3f\t%s\t%s\t%.0f\t%.0f\t%s\t\n",
+			nameW, c.Name, c.Connection, us(c.Switchboard.P50US), us(c.Raw.P50US), c.P50Ratio,
+			us(c.Switchboard.P99US), us(c.Raw.P99US), c.Switchboard.ThroughputPerS, c.Raw.ThroughputPerS,
+			c.ThroughputRatio, us(c.Switchboard.CPUUSPerOp), us(c.Raw.CPUUSPerOp), c.Switchboard.AllocsPerOp, c.Raw.AllocsPerOp, verdict)
+	}
+	return tw.Flush()
 }
 
 func us(v float64) string {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -42,6 +41,7 @@ func RPC(ctx context.Context, cfg Config) (Report, error) {
 		"each side has its own two connections (caller, responder) of the case's connection type to the same server",
 		"allocs are whole-process heap allocations per call: caller, responder and, when embedded, the server",
 		"*_observed_*: the Switchboard side as app.Run runs services: tracing at the production default sampling (spans batched over the bus), Prometheus metrics, health checks and the default protections",
+		"observability table: the observed endpoint (obs) against the same endpoint bare, in alternating rounds of their own; in -o json these are \"observability\", with the bare side under \"raw\"",
 	}
 	if cfg.BusURL != "" && len(cfg.Connections) == 0 {
 		rep.Skipped = append(rep.Skipped, "in-process connection: only with the embedded server (--bus names an external one)")
@@ -57,35 +57,21 @@ func RPC(ctx context.Context, cfg Config) (Report, error) {
 			more, err = rpcCases(ctx, &cfg, conn, "observed", p.observed.callSwitchboard, p.callRaw, p.sbWire, p.rawWire)
 			cases = append(cases, more...)
 		}
+		if err == nil {
+			// What observability costs, measured directly: observed and
+			// bare in alternating rounds.
+			var obs []Case
+			obs, err = rpcCases(ctx, &cfg, conn, "observability", p.observed.callSwitchboard, p.callSwitchboard, p.sbWire, p.sbWire)
+			rep.Observability = append(rep.Observability, obs...)
+		}
 		p.close()
 		rep.Cases = append(rep.Cases, cases...)
 		if err != nil {
 			return rep, err
 		}
 	}
-	rep.Notes = append(rep.Notes, observabilityNotes(rep.Cases)...)
 	rep.finish(start)
 	return rep, nil
-}
-
-// observabilityNotes says what observability costs: each observed case's
-// ratios to raw against those of the same case without it.
-func observabilityNotes(cases []Case) []string {
-	var notes []string
-	for _, o := range cases {
-		plainName := strings.Replace(o.Name, "_observed", "", 1)
-		if plainName == o.Name {
-			continue
-		}
-		for _, c := range cases {
-			if c.Name == plainName && c.P50Ratio > 0 && c.ThroughputRatio > 0 {
-				notes = append(notes, fmt.Sprintf("observability on %s: p50 %+.1f%%, throughput %+.1f%% (ratios to raw %.3f vs %.3f and %.3f vs %.3f)",
-					plainName, (o.P50Ratio/c.P50Ratio-1)*100, (o.ThroughputRatio/c.ThroughputRatio-1)*100,
-					o.P50Ratio, c.P50Ratio, o.ThroughputRatio, c.ThroughputRatio))
-			}
-		}
-	}
-	return notes
 }
 
 // rpcPair is a Switchboard service and client and a raw responder and

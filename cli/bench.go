@@ -101,6 +101,13 @@ co-located with the embedded server use):
   rpc_1_caller_CONN     throughput of one caller for --duration
   rpc_N_callers_CONN    throughput of --callers concurrent callers for --duration
 
+On NATS, rpc_sequential_observed_CONN and rpc_N_callers_observed_CONN run
+the Switchboard side as app.Run runs services (tracing at the production
+default sampling, metrics, health checks, the default protections), and
+a second table, "observability", measures that endpoint against the same
+endpoint bare in alternating rounds of their own: what observability costs,
+held to the same 10% budget and given its own verdict line.
+
 With --bus amqp://… the raw side is amqp091-go: a responder consuming a
 queue (without acks) that decodes, quotes, encodes and replies by direct
 reply-to (amq.rabbitmq.reply-to) with the correlation id, and callers that
