@@ -48,6 +48,8 @@ type Report struct {
 	// bare one. They are held to the same budget, reported apart from the
 	// comparison with the raw client (ObservabilityWithinBudget).
 	Observability []Case `json:"observability,omitempty"`
+	// ObservabilityRounds is how many alternating rounds those cases ran.
+	ObservabilityRounds int `json:"observability_rounds,omitempty"`
 	// ObservabilityWithinBudget is true when every Observability case is.
 	ObservabilityWithinBudget bool `json:"observability_within_budget,omitempty"`
 	// Skipped lists what was not measured, and why.
@@ -276,7 +278,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	if len(r.Observability) > 0 {
 		fmt.Fprintln(bw)
-		fmt.Fprintln(bw, "observability: the endpoint as app.Run runs it (\"obs\") against the same endpoint bare, alternating rounds, budget 10%")
+		fmt.Fprintf(bw, "observability: the endpoint as app.Run runs it (\"obs\") against the same endpoint bare, %d alternating rounds, budget 10%%\n", r.ObservabilityRounds)
 		fmt.Fprintln(bw)
 		if err := writeCases(bw, r.Observability, "bare"); err != nil {
 			return err
