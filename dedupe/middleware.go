@@ -122,6 +122,19 @@ func Handler[E any](s Store, fn func(context.Context, E) error, opts ...Option) 
 	}
 }
 
+type claimKey struct{}
+
+// ClaimFrom returns the claim under which the handler called with ctx runs:
+// its key and the token that holds the lease. A store that keeps its state
+// where the handler writes its effects can mark the claim done in the
+// handler's own transaction with it, so that the effects and the mark
+// commit together (see pgdedupe.Store.CompleteTx). It returns false outside
+// a handler run by Middleware or Handler.
+func ClaimFrom(ctx context.Context) (Claim, bool) {
+	c, ok := ctx.Value(claimKey{}).(Claim)
+	return c, ok
+}
+
 // errLeaseLost is the cause of a handler's context canceled because its
 // claim was lost.
 var errLeaseLost = fmt.Errorf("%w: another consumer may now handle this event", ErrLeaseLost)
@@ -153,14 +166,16 @@ func (c *config) run(ctx context.Context, info *switchboard.EventInfo, handle fu
 		return bus.Errorf(bus.Internal, "dedupe: claim event %s: store returned status %v", info.ID, cl.Status)
 	}
 
-	hctx, cancel := context.WithCancelCause(ctx)
+	hctx, cancel := context.WithCancelCause(context.WithValue(ctx, claimKey{}, cl))
 	stop, stopped := make(chan struct{}), make(chan struct{})
 	go c.renew(hctx, cl, cancel, stop, stopped)
 	succeeded := false
 	defer func() {
 		close(stop)
-		<-stopped
+		// Cancel before waiting: a renewal blocked behind the handler's
+		// own transaction (see ClaimFrom) must not hold up the return.
 		cancel(nil)
+		<-stopped
 		if !succeeded { // failed or panicked: let a redelivery run it
 			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer rcancel()

@@ -31,10 +31,14 @@
 // What it cannot promise: a handler whose lease was lost (its process stalled
 // for longer than the lease, or the store lost the claim) may run again
 // elsewhere while it still runs; its context is canceled when the loss is
-// noticed. A handler that succeeded but whose completion could not be
-// recorded is acknowledged all the same; a later duplicate may then run it
-// again. Side effects that must happen exactly once should also be keyed on
-// the event id where they land (a unique constraint, an idempotency key).
+// noticed. A process that dies after its handler's effects but before the
+// key was marked done leaves the event to run again elsewhere, and a handler
+// that succeeded but whose completion could not be recorded is acknowledged
+// all the same, so that a later duplicate may run it again. Side effects
+// that must happen exactly once should commit together with the mark
+// (pgdedupe.Store.CompleteTx marks the claim done inside the handler's own
+// PostgreSQL transaction), or be keyed on the event id where they land (a
+// unique constraint, an idempotency key).
 //
 // The package sits in the cross-cutting layer, above the SDK (bus ← wire ←
 // SDK ← dedupe), and imports no broker or database client.

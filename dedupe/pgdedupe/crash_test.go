@@ -54,8 +54,10 @@ func TestMain(m *testing.M) {
 }
 
 // consumer starts one instance of the "ledger" group. Its handler records
-// the job's effect in the effects table as its last step; in the child, a
-// slow job blocks first, so that the child can be killed mid-handler.
+// the job's effect in the effects table in the transaction that marks the
+// event done (Store.CompleteTx); in the child, a slow job blocks first, so
+// that the child can be killed mid-handler. Fast jobs may be killed anywhere,
+// between the effect and the mark included.
 func consumer(ctx context.Context, pgURL, busURL, topic string, child bool, out func(string)) (stop func(), err error) {
 	pool, err := pgxpool.New(ctx, pgURL)
 	if err != nil {
@@ -79,8 +81,20 @@ func consumer(ctx context.Context, pgURL, busURL, topic string, child bool, out 
 			<-ctx.Done() // until killed
 			return ctx.Err()
 		}
-		_, err := pool.Exec(ctx, `INSERT INTO effects (n, pid) VALUES ($1, $2)`, j.N, os.Getpid())
-		return err
+		// The effect and the mark commit together: a kill between the
+		// two leaves neither, and the redelivery runs the job again.
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+		if _, err := tx.Exec(ctx, `INSERT INTO effects (n, pid) VALUES ($1, $2)`, j.N, os.Getpid()); err != nil {
+			return err
+		}
+		if err := store.CompleteTx(ctx, tx); err != nil {
+			return err
+		}
+		return tx.Commit(ctx)
 	}, obs, dedupe.WithLease(crashLease)),
 		switchboard.Concurrency(4), switchboard.AckWait(crashAckWait),
 		switchboard.Backoff(func(int) time.Duration { return 50 * time.Millisecond }))
@@ -106,8 +120,9 @@ func consumerChild() int {
 // Two consumer processes share a pgdedupe table; duplicates of events are
 // published under fresh message ids; one process is killed with SIGKILL in
 // the middle of handlers. Every job's effect is recorded exactly once: the
-// duplicates are dropped across processes, and the killed process's events
-// are run by the other once its leases expire.
+// duplicates are dropped across processes, the killed process's events are
+// run by the other once its leases expire, and an effect whose transaction
+// the kill cut short is rolled back with its mark.
 func TestConsumersInTwoProcessesWithOneKilledMidHandler(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills a consumer process; skipped with -short")

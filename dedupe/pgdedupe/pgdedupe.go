@@ -61,6 +61,7 @@ type Store struct {
 	claim  string
 	extend string
 	done   string
+	doneTx string
 	rel    string
 	prune  string
 	last   atomic.Int64 // unix nanos of the last prune
@@ -107,8 +108,12 @@ SELECT 1, extract(epoch FROM c.expires_at - now())::float8 FROM c
 UNION ALL
 SELECT CASE WHEN d.done THEN 2 ELSE 3 END, extract(epoch FROM d.expires_at - now())::float8
 FROM ` + t + ` d WHERE d.key = $1 AND d.expires_at > now() AND NOT EXISTS (SELECT 1 FROM c)`
-	s.extend = `UPDATE ` + t + ` SET expires_at = now() + $3 * interval '1 microsecond'
-WHERE key = $1 AND token = $2 AND NOT done AND expires_at > now()`
+	// A row its holder completed in its own transaction (CompleteTx) keeps
+	// the holder's token: renewing it is a no-op, not a lost lease.
+	s.extend = `UPDATE ` + t + ` SET expires_at = CASE WHEN done THEN expires_at ELSE now() + $3 * interval '1 microsecond' END
+WHERE key = $1 AND token = $2 AND (done OR expires_at > now())`
+	s.doneTx = `UPDATE ` + t + ` SET done = true, expires_at = now() + $3 * interval '1 microsecond'
+WHERE key = $1 AND token = $2 AND NOT done`
 	s.done = `INSERT INTO ` + t + ` AS d (key, token, done, expires_at) VALUES ($1, '', true, now() + $2 * interval '1 microsecond')
 ON CONFLICT (key) DO UPDATE SET token = '', done = true, expires_at = excluded.expires_at
 WHERE NOT d.done OR d.expires_at <= now()`
@@ -161,6 +166,35 @@ func (s *Store) Extend(ctx context.Context, c dedupe.Claim, lease time.Duration)
 func (s *Store) Complete(ctx context.Context, c dedupe.Claim) error {
 	if _, err := s.db.Exec(ctx, s.done, c.Key, micros(s.opts.Window)); err != nil {
 		return fmt.Errorf("pgdedupe: complete %q: %w", c.Key, err)
+	}
+	return nil
+}
+
+// CompleteTx marks done, inside tx, the claim under which the handler
+// called with ctx runs (dedupe.ClaimFrom), so that the effects the handler
+// writes in tx and the mark commit together or not at all. tx is a
+// transaction on the database that holds the store's table. A process killed
+// before the commit leaves neither, and the redelivery runs the handler
+// again; once tx has committed, every later delivery of the event is a
+// duplicate. This is exactly-once processing for effects kept in PostgreSQL.
+//
+// It returns an error wrapping dedupe.ErrLeaseLost if the claim no longer
+// holds the key (its lease expired and another consumer took it over, or the
+// key is done): the caller must then roll tx back. It returns an error if
+// ctx carries no claim (the handler does not run under dedupe.Middleware or
+// dedupe.Handler). Until tx ends, a consumer claiming the same key waits for
+// it.
+func (s *Store) CompleteTx(ctx context.Context, tx DB) error {
+	c, ok := dedupe.ClaimFrom(ctx)
+	if !ok {
+		return errors.New("pgdedupe: complete in transaction: no dedupe claim in the context; run the handler under dedupe.Middleware or dedupe.Handler")
+	}
+	tag, err := tx.Exec(ctx, s.doneTx, c.Key, c.Token, micros(s.opts.Window))
+	if err != nil {
+		return fmt.Errorf("pgdedupe: complete %q in transaction: %w", c.Key, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("pgdedupe: complete %q in transaction: %w", c.Key, dedupe.ErrLeaseLost)
 	}
 	return nil
 }
