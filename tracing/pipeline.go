@@ -144,9 +144,10 @@ func New(ctx context.Context, o Options) (*Pipeline, error) {
 	return p, nil
 }
 
+// busProcessor batches the spans of conn's services onto the bus (see
+// batcher: no goroutine wake-up per recorded span).
 func (p *Pipeline) busProcessor(conn *bus.Conn) sdktrace.SpanProcessor {
-	return sdktrace.NewBatchSpanProcessor(&busExporter{conn: conn, log: p.logger},
-		sdktrace.WithBatchTimeout(p.batchTimeout), sdktrace.WithMaxExportBatchSize(512), sdktrace.WithMaxQueueSize(8192))
+	return newBatcher(&busExporter{conn: conn, log: p.logger}, p.batchTimeout, 512, 8192, p.logger)
 }
 
 // AttachBus sends the spans of every service the pipeline traces (those
