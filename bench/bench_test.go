@@ -35,7 +35,8 @@ func TestReportSmoke(t *testing.T) {
 		"rpc_sequential_inproc", "rpc_1_caller_inproc", "rpc_4_callers_inproc",
 		"rpc_sequential_observed_inproc", "rpc_4_callers_observed_inproc",
 	})
-	// Observability is measured against the same endpoint bare, one case
+	// Observability is measured against the same endpoint with the same
+	// protections and no observability, one case
 	// per observed case, judged apart from the comparison with raw.
 	var obs []string
 	for _, c := range rpc.Observability {
@@ -247,7 +248,9 @@ type namedCall struct {
 //
 // raw_headers is raw nats.go carrying Switchboard's request and reply
 // headers: the share of the difference that the envelope's wire format
-// costs, apart from the SDK's code.
+// costs, apart from the SDK's code. protected is the endpoint with the
+// default protections and observed as app.Run runs it: profile those two to
+// see what observability costs.
 func BenchmarkRPC(b *testing.B) { benchRPC(b, InProcess) }
 
 // BenchmarkRPCTCP is BenchmarkRPC over TCP loopback.
@@ -260,7 +263,8 @@ func benchRPC(b *testing.B, conn Connection) {
 		b.Fatal(err)
 	}
 	b.Cleanup(p.close)
-	compare(b, p.callRaw, p.callSwitchboard, namedCall{"raw_headers", p.callRawHeaders}, namedCall{"observed", p.observed.callSwitchboard})
+	compare(b, p.callRaw, p.callSwitchboard, namedCall{"raw_headers", p.callRawHeaders},
+		namedCall{"protected", p.protected.callSwitchboard}, namedCall{"observed", p.observed.callSwitchboard})
 }
 
 // BenchmarkRPCParallel compares calls from 32 concurrent callers over the

@@ -43,7 +43,8 @@ type Report struct {
 	WithinBudget bool `json:"within_budget"`
 	// Observability compares, for RPC on NATS, the endpoint as app.Run runs
 	// it (tracing at the production default sampling, metrics, health
-	// checks, protections) against the same endpoint bare, in alternating
+	// checks, traffic counters, protections) against the same endpoint with
+	// the same protections and no observability ("bare"), in alternating
 	// rounds: in these cases Switchboard is the observed side and Raw the
 	// bare one. They are held to the same budget, reported apart from the
 	// comparison with the raw client (ObservabilityWithinBudget).
@@ -278,7 +279,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	if len(r.Observability) > 0 {
 		fmt.Fprintln(bw)
-		fmt.Fprintf(bw, "observability: the endpoint as app.Run runs it (\"obs\") against the same endpoint bare, %d alternating rounds, budget 10%%\n", r.ObservabilityRounds)
+		fmt.Fprintf(bw, "observability: the endpoint as app.Run runs it (\"obs\") against the same endpoint with its protections and no observability (\"bare\"), %d alternating rounds, budget 10%%\n", r.ObservabilityRounds)
 		fmt.Fprintln(bw)
 		if err := writeCases(bw, r.Observability, "bare"); err != nil {
 			return err

@@ -44,7 +44,7 @@ func RPC(ctx context.Context, cfg Config) (Report, error) {
 		"each side has its own two connections (caller, responder) of the case's connection type to the same server",
 		"allocs are whole-process heap allocations per call: caller, responder and, when embedded, the server",
 		"*_observed_*: the Switchboard side as app.Run runs services: tracing at the production default sampling (spans batched over the bus), Prometheus metrics, health checks and the default protections",
-		"observability table: the observed endpoint (obs) against the same endpoint bare, in alternating rounds of their own; in -o json these are \"observability\", with the bare side under \"raw\"",
+		"observability table: the observed endpoint (obs) against the same endpoint with the same default protections and no observability (bare), in alternating rounds of their own: what health, metrics, traffic counters and tracing cost; in -o json these are \"observability\", with the bare side under \"raw\"",
 	}
 	if cfg.BusURL != "" && len(cfg.Connections) == 0 {
 		rep.Skipped = append(rep.Skipped, "in-process connection: only with the embedded server (--bus names an external one)")
@@ -61,15 +61,17 @@ func RPC(ctx context.Context, cfg Config) (Report, error) {
 			cases = append(cases, more...)
 		}
 		if err == nil {
-			// What observability costs, measured directly: observed and
-			// bare in alternating rounds, four times as many and as short
-			// as the others', so that the two sides see the same machine
-			// (the difference is a few microseconds a call).
+			// What observability costs, measured directly: the observed
+			// endpoint and the same endpoint with the same protections
+			// but no observability, in alternating rounds, four times as
+			// many and as short as the others', so that the two sides see
+			// the same machine (the difference is a few microseconds a
+			// call).
 			var obs []Case
 			ocfg := cfg
 			ocfg.Rounds = max(min(cfg.Rounds*observabilityRounds, cfg.Requests), cfg.Rounds)
 			rep.ObservabilityRounds = ocfg.Rounds
-			obs, err = rpcCases(ctx, &ocfg, conn, "observability", p.observed.callSwitchboard, p.callSwitchboard, p.sbWire, p.sbWire)
+			obs, err = rpcCases(ctx, &ocfg, conn, "observability", p.observed.callSwitchboard, p.protected.callSwitchboard, p.sbWire, p.sbWire)
 			rep.Observability = append(rep.Observability, obs...)
 		}
 		p.close()
@@ -88,8 +90,9 @@ type rpcPair struct {
 	e    *env
 	conn Connection
 	sbRPC
-	// observed is the same endpoint with the platform's observability on.
-	observed sbRPC
+	// observed is the same endpoint with the platform's observability on;
+	// protected with the default protections only.
+	observed, protected sbRPC
 
 	rawCli     *nats.Conn
 	rawSub     *nats.Subscription
@@ -129,6 +132,10 @@ func newRPCPair(ctx context.Context, e *env, conn Connection) (*rpcPair, error) 
 		return nil, err
 	}
 	if err := p.observed.start(ctx, e.service()+"-obs-"+string(conn), srvBus, cliBus); err != nil {
+		return nil, err
+	}
+	p.protected.protect = true
+	if err := p.protected.start(ctx, e.service()+"-prot-"+string(conn), srvBus, cliBus); err != nil {
 		return nil, err
 	}
 
@@ -174,6 +181,7 @@ func newRPCPair(ctx context.Context, e *env, conn Connection) (*rpcPair, error) 
 func (p *rpcPair) close() {
 	p.stop()
 	p.observed.stop()
+	p.protected.stop()
 	_ = p.rawSub.Unsubscribe()
 	if p.rawHdrSub != nil {
 		_ = p.rawHdrSub.Unsubscribe()

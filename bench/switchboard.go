@@ -11,6 +11,7 @@ import (
 	"github.com/switchboard-dev/switchboard/app"
 	"github.com/switchboard-dev/switchboard/bus"
 	"github.com/switchboard-dev/switchboard/health"
+	"github.com/switchboard-dev/switchboard/resilience"
 	"github.com/switchboard-dev/switchboard/tracing"
 )
 
@@ -45,6 +46,10 @@ type sbRPC struct {
 	sbSide
 	ep  switchboard.EndpointDef[*QuoteRequest, *QuoteReply]
 	obs *observability
+	// protect installs the default protections without observability:
+	// the side the observability table compares the observed endpoint
+	// with, so that it measures health, metrics and tracing alone.
+	protect bool
 }
 
 // observability is what app.Run installs on every service and what the
@@ -83,6 +88,11 @@ func (s *sbRPC) start(ctx context.Context, svcName string, srv, cli *bus.Conn) e
 		return quote(req), nil
 	})
 	clientOpts := []switchboard.ClientOption{switchboard.WithCaller("bench")}
+	if s.protect {
+		if err := s.svc.Apply(resilience.Defaults().ServiceOptions()...); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+	}
 	if o := s.obs; o != nil {
 		if err := o.tr.Instrument(s.svc); err != nil {
 			return fmt.Errorf("bench: %w", err)

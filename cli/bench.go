@@ -105,7 +105,8 @@ On NATS, rpc_sequential_observed_CONN and rpc_N_callers_observed_CONN run
 the Switchboard side as app.Run runs services (tracing at the production
 default sampling, metrics, health checks, the default protections), and
 a second table, "observability", measures that endpoint against the same
-endpoint bare in alternating rounds of their own: what observability costs,
+endpoint with the same default protections but no observability, in
+alternating rounds of their own: what health, metrics and tracing cost,
 held to the same 10% budget and given its own verdict line.
 
 With --bus amqp://… the raw side is amqp091-go: a responder consuming a
