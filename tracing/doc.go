@@ -15,7 +15,9 @@
 //   - over the bus, batched, as compact JSON on Subject (sb.trace.spans), to
 //     whatever collects them — package tracestore keeps recent traces in
 //     memory and `switchboard trace` shows them — so tracing works with no
-//     collector to install;
+//     collector to install. Up to 8192 spans wait for the next batch (sent
+//     every Options.BatchTimeout, or as soon as 512 are waiting); past
+//     that, spans are dropped and the first drop is logged;
 //   - by OTLP/HTTP to an OpenTelemetry collector, when the standard
 //     OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
 //     variable is set.
