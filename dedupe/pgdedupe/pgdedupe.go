@@ -191,6 +191,10 @@ func (s *Store) CompleteTx(ctx context.Context, tx DB) error {
 	}
 	tag, err := tx.Exec(ctx, s.doneTx, c.Key, c.Token, micros(s.opts.Window))
 	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, dedupe.ErrLeaseLost) {
+			// The middleware canceled the handler on finding the lease lost.
+			return fmt.Errorf("pgdedupe: complete %q in transaction: %w", c.Key, cause)
+		}
 		return fmt.Errorf("pgdedupe: complete %q in transaction: %w", c.Key, err)
 	}
 	if tag.RowsAffected() == 0 {

@@ -166,6 +166,7 @@ func TestCompleteTxAfterTheLeaseWasTakenOver(t *testing.T) {
 	}
 	const lease = 300 * time.Millisecond
 	var completeErr error
+	wait := false
 	h := func(hctx context.Context, ev *switchboard.EventCall) error {
 		c, ok := dedupe.ClaimFrom(hctx)
 		if !ok || c.Token == "" || c.Key != dedupe.Key(ev.Info) {
@@ -180,6 +181,13 @@ func TestCompleteTxAfterTheLeaseWasTakenOver(t *testing.T) {
 		if cl, err := b.Claim(ctx, c.Key, time.Minute); err != nil || cl.Status != dedupe.Claimed {
 			t.Errorf("take-over claim: %+v %v", cl, err)
 		}
+		if wait {
+			select {
+			case <-hctx.Done():
+			case <-ctx.Done():
+				return errors.New("the renewal did not notice the lost lease")
+			}
+		}
 		tx, err := pool.Begin(ctx)
 		if err != nil {
 			return err
@@ -188,9 +196,15 @@ func TestCompleteTxAfterTheLeaseWasTakenOver(t *testing.T) {
 		completeErr = a.CompleteTx(hctx, tx)
 		return completeErr
 	}
-	err = dedupe.Middleware(a, dedupe.WithLease(lease))(h)(ctx, dedupetest.Event("g", "t", "taken-over"))
-	if !errors.Is(completeErr, dedupe.ErrLeaseLost) || !errors.Is(err, dedupe.ErrLeaseLost) {
-		t.Fatalf("CompleteTx after a take-over: %v (delivery: %v), want ErrLeaseLost", completeErr, err)
+	for _, waitForRenewal := range []bool{false, true} {
+		// Without waiting, the mark itself finds the token gone; waiting,
+		// the renewal finds it first and cancels the handler's context.
+		wait = waitForRenewal
+		id := fmt.Sprintf("taken-over-%v", waitForRenewal)
+		err = dedupe.Middleware(a, dedupe.WithLease(lease))(h)(ctx, dedupetest.Event("g", "t", id))
+		if !errors.Is(completeErr, dedupe.ErrLeaseLost) || !errors.Is(err, dedupe.ErrLeaseLost) {
+			t.Fatalf("%s: CompleteTx after a take-over: %v (delivery: %v), want ErrLeaseLost", id, completeErr, err)
+		}
 	}
 }
 
