@@ -135,6 +135,14 @@ func TestRobotDriversCompleteTripsNobodyRides(t *testing.T) {
 		}
 		return err
 	})
+	// The trip is completed before the robot driver's CompleteTrip call
+	// returns and counts it.
+	ridetest.Await(t, "the workload counts the recovered trip", func(context.Context) error {
+		if g.Stats().Recovered == 0 {
+			return fmt.Errorf("not counted yet")
+		}
+		return nil
+	})
 	if s := g.Stats(); s.Recovered != 1 {
 		t.Errorf("stats = %+v, want 1 recovered trip", s)
 	}
