@@ -21,7 +21,7 @@ import (
 // timeout ticks, and for ForceFlush and Shutdown.
 //
 // The queue is bounded: past maxQueue spans waiting, new spans are dropped
-// and counted (Dropped), and the first drop is logged.
+// and counted, and the first drop is logged.
 type batcher struct {
 	exp      sdktrace.SpanExporter
 	maxQueue int
@@ -67,12 +67,13 @@ func (b *batcher) OnEnd(s sdktrace.ReadOnlySpan) {
 		return
 	}
 	b.mu.Lock()
-	if b.stopped || len(b.queue) >= b.maxQueue {
-		stopped := b.stopped
+	if b.stopped {
 		b.mu.Unlock()
-		if !stopped {
-			b.drop()
-		}
+		return
+	}
+	if len(b.queue) >= b.maxQueue {
+		b.mu.Unlock()
+		b.drop()
 		return
 	}
 	b.queue = append(b.queue, s)
@@ -93,9 +94,6 @@ func (b *batcher) drop() {
 			"queue", b.maxQueue, "dropped", n)
 	}
 }
-
-// Dropped returns how many spans were dropped because the queue was full.
-func (b *batcher) Dropped() int64 { return b.dropped.Load() }
 
 func (b *batcher) run() {
 	defer close(b.done)

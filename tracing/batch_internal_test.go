@@ -75,7 +75,7 @@ func waitFor(t *testing.T, what string, f func() bool) {
 	}
 }
 
-func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)) }
+func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func TestBatcherExportsSampledSpansWhenTheTimeoutTicks(t *testing.T) {
 	r := &recorder{}
@@ -126,7 +126,7 @@ func TestBatcherBoundsItsQueue(t *testing.T) {
 	for range 8 + 5 {
 		b.OnEnd(span("later", true))
 	}
-	if d := b.Dropped(); d != 5 {
+	if d := b.dropped.Load(); d != 5 {
 		t.Fatalf("dropped %d, want the 5 spans past the queue's 8", d)
 	}
 	close(r.block)
@@ -162,8 +162,8 @@ func TestBatcherShutdownExportsWhatIsQueued(t *testing.T) {
 	r.mu.Lock()
 	down := r.shutdown
 	r.mu.Unlock()
-	if len(s) != 1 || s[0] != "queued" || !down || b.Dropped() != 0 {
-		t.Fatalf("exported %v, exporter shut down %v, dropped %d; want [queued], true, 0", s, down, b.Dropped())
+	if len(s) != 1 || s[0] != "queued" || !down || b.dropped.Load() != 0 {
+		t.Fatalf("exported %v, exporter shut down %v, dropped %d; want [queued], true, 0", s, down, b.dropped.Load())
 	}
 }
 
