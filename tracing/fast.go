@@ -3,15 +3,18 @@ package tracing
 import (
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/switchboard-dev/switchboard"
+	"github.com/switchboard-dev/switchboard/bus"
 	"github.com/switchboard-dev/switchboard/wire"
 )
 
@@ -50,38 +53,185 @@ type sampling struct {
 	w3c bool
 }
 
-// start starts a span as tracer.Start(ctx, name, opt) would, making it
-// without the SDK when the sampler is known to drop it.
-func (s *sampling) start(ctx context.Context, tracer trace.Tracer, tp trace.TracerProvider, name string, kind trace.SpanKind, opt trace.SpanStartOption) (context.Context, trace.Span) {
+// decision is what start decides for a span before making it.
+type decision struct {
+	// drop says the span is not recorded: it belongs to trace tid, with
+	// trace state ts.
+	drop bool
+	// fresh says a new trace tid is recorded: the SDK makes the span with
+	// that trace ID.
+	fresh bool
+	tid   trace.TraceID
+	flags trace.TraceFlags
+	ts    trace.TraceState
+}
+
+// decide says what the sampler would decide for a span started in ctx
+// whose parent is psc (ctx's span, or the remote caller's). It builds the
+// span's name only when the root sampler decides on a new trace. A nil s
+// decides nothing: the SDK does.
+func (s *sampling) decide(ctx context.Context, psc trace.SpanContext, name spanName, kind trace.SpanKind) decision {
 	if s == nil {
-		return tracer.Start(ctx, name, opt)
+		return decision{}
 	}
-	psc := trace.SpanContextFromContext(ctx)
 	switch {
 	case psc.IsValid():
 		if !psc.IsSampled() {
-			return dropped(ctx, tp, psc.TraceID(), psc.TraceFlags(), psc.TraceState())
+			return decision{drop: true, tid: psc.TraceID(), flags: psc.TraceFlags(), ts: psc.TraceState()}
 		}
 	case !psc.TraceID().IsValid():
 		tid := newTraceID()
-		res := s.root.ShouldSample(sdktrace.SamplingParameters{ParentContext: ctx, TraceID: tid, Name: name, Kind: kind})
+		res := s.root.ShouldSample(sdktrace.SamplingParameters{ParentContext: ctx, TraceID: tid, Name: name.get(), Kind: kind})
 		if res.Decision == sdktrace.Drop {
-			return dropped(ctx, tp, tid, psc.TraceFlags(), res.Tracestate)
+			return decision{drop: true, tid: tid, flags: psc.TraceFlags(), ts: res.Tracestate}
 		}
-		// Recorded: the SDK makes the span, with the trace ID just
-		// decided on (presetIDs), so that its sampler decides the same.
-		_, span := tracer.Start(context.WithValue(ctx, presetTraceID{}, tid), name, opt)
-		return trace.ContextWithSpan(ctx, span), span
+		return decision{fresh: true, tid: tid}
 	}
-	return tracer.Start(ctx, name, opt)
+	return decision{}
 }
 
-// dropped returns ctx with a span that is not recorded, in trace tid.
+// start starts a span in ctx as tracer.Start(ctx, name.get(), opt) would,
+// making it without the SDK when the sampler is known to drop it.
+func (s *sampling) start(ctx context.Context, tracer trace.Tracer, tp trace.TracerProvider, name spanName, kind trace.SpanKind, opt trace.SpanStartOption) (context.Context, trace.Span) {
+	return s.decide(ctx, trace.SpanContextFromContext(ctx), name, kind).start(ctx, tracer, tp, name, opt)
+}
+
+// start starts the span d was decided for, in ctx.
+func (d decision) start(ctx context.Context, tracer trace.Tracer, tp trace.TracerProvider, name spanName, opt trace.SpanStartOption) (context.Context, trace.Span) {
+	switch {
+	case d.drop:
+		return dropped(ctx, tp, d.tid, d.flags, d.ts)
+	case d.fresh:
+		// Recorded: the SDK makes the span, with the trace ID just
+		// decided on (presetIDs), so that its sampler decides the same.
+		_, span := tracer.Start(context.WithValue(ctx, presetTraceID{}, d.tid), name.get(), opt)
+		return trace.ContextWithSpan(ctx, span), span
+	}
+	return tracer.Start(ctx, name.get(), opt)
+}
+
+// send decides for the span of a call or publish started in ctx, whose
+// parent is ctx's span or else the trace context the message already
+// carries (traceparent, tracestate): the parent the propagator would
+// extract. extracted is ctx with that parent when the propagator had to
+// read it (the fast reading did not apply), else ctx.
+func (s *sampling) send(ctx context.Context, prop propagation.TextMapPropagator, carrier propagation.TextMapCarrier, name spanName, kind trace.SpanKind) (d decision, extracted context.Context) {
+	psc := trace.SpanContextFromContext(ctx)
+	if !psc.IsValid() {
+		if tp := carrier.Get(wire.HeaderTraceParent); tp != "" {
+			if sc, ok := s.unsampledParent(tp, carrier.Get(wire.HeaderTraceState)); ok {
+				psc = sc
+			} else {
+				ctx = prop.Extract(ctx, carrier)
+				psc = trace.SpanContextFromContext(ctx)
+			}
+		}
+	}
+	return s.decide(ctx, psc, name, kind), ctx
+}
+
+// unsampledParent is the package's unsampledParent when the propagator is
+// W3C's, so that its reading is the propagator's.
+func (s *sampling) unsampledParent(traceparent, tracestate string) (trace.SpanContext, bool) {
+	if s == nil || !s.w3c {
+		return trace.SpanContext{}, false
+	}
+	return unsampledParent(traceparent, tracestate)
+}
+
+// inject writes the trace context of a dropped span d was decided for into
+// h, as the W3C propagator writes it (of the flags, the random one), without
+// making the span: when
+// nothing reads the span, only the context it sends on matters. ok is
+// false, and h unchanged, when d is not such a decision or the propagator
+// is not W3C's.
+func (s *sampling) inject(d decision, h bus.Header) (ok bool) {
+	if s == nil || !s.w3c || !d.drop {
+		return false
+	}
+	delete(h, wire.HeaderTraceParent)
+	delete(h, wire.HeaderTraceState)
+	h[wire.HeaderTraceParent] = traceparent(d.tid, newSpanID(), d.flags&trace.FlagsRandom)
+	if d.ts.Len() > 0 {
+		h[wire.HeaderTraceState] = d.ts.String()
+	}
+	return true
+}
+
+// traceparent formats a W3C traceparent of version 00.
+func traceparent(tid trace.TraceID, sid trace.SpanID, flags trace.TraceFlags) string {
+	var b [2 + 1 + 32 + 1 + 16 + 1 + 2]byte
+	b[0], b[1], b[2] = '0', '0', '-'
+	hex.Encode(b[3:35], tid[:])
+	b[35] = '-'
+	hex.Encode(b[36:52], sid[:])
+	b[52] = '-'
+	hex.Encode(b[53:55], []byte{byte(flags)})
+	return string(b[:])
+}
+
+// dropped returns ctx with a span that is not recorded, in trace tid: in
+// one allocation, the span and the context holding it together.
 func dropped(ctx context.Context, tp trace.TracerProvider, tid trace.TraceID, flags trace.TraceFlags, ts trace.TraceState) (context.Context, trace.Span) {
-	sp := &droppedSpan{tp: tp, sc: trace.NewSpanContext(trace.SpanContextConfig{
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
 		TraceID: tid, SpanID: newSpanID(), TraceFlags: flags &^ trace.FlagsSampled, TraceState: ts,
-	})}
-	return trace.ContextWithSpan(ctx, sp), sp
+	})
+	if spanKey == nil {
+		sp := &droppedSpan{tp: tp, sc: sc}
+		return trace.ContextWithSpan(ctx, sp), sp
+	}
+	c := &droppedCtx{Context: ctx, span: droppedSpan{tp: tp, sc: sc}}
+	return c, &c.span
+}
+
+// droppedCtx is the context trace.ContextWithSpan(parent, span) would
+// make, with the span inside it: it answers the key under which package
+// trace keeps a context's span (spanKey) with its span, and every other
+// key as its parent does.
+type droppedCtx struct {
+	context.Context
+	span droppedSpan
+}
+
+func (c *droppedCtx) Value(key any) any {
+	if key == spanKey {
+		return &c.span
+	}
+	return c.Context.Value(key)
+}
+
+// spanKey is the context key of package trace's span, learnt by asking:
+// the one key trace.SpanFromContext asks its context for. It is nil, and
+// dropped uses trace.ContextWithSpan, should package trace look a span up
+// any other way (init checks that a droppedCtx holds its span for it).
+var spanKey any
+
+func init() {
+	probe := &keyProbe{}
+	trace.SpanFromContext(probe)
+	if probe.n != 1 || probe.key == nil {
+		return
+	}
+	spanKey = probe.key
+	c := &droppedCtx{Context: context.Background(), span: droppedSpan{sc: trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}})}}
+	if trace.SpanFromContext(c) != trace.Span(&c.span) || !trace.SpanContextFromContext(c).Equal(c.span.sc) {
+		spanKey = nil
+	}
+}
+
+// keyProbe is a context that counts the keys it is asked for and keeps
+// the last.
+type keyProbe struct {
+	context.Context
+	key any
+	n   int
+}
+
+func (p *keyProbe) Value(key any) any {
+	p.key = key
+	p.n++
+	return nil
 }
 
 // droppedSpan is a span the sampler dropped: it records nothing and carries
@@ -140,7 +290,7 @@ func (s *sampling) unsampledCaller(call *switchboard.Call) (trace.SpanContext, b
 	if call.Header != nil {
 		tp, ts = call.Header[wire.HeaderTraceParent], call.Header[wire.HeaderTraceState]
 	}
-	return unsampledParent(tp, ts)
+	return s.unsampledParent(tp, ts)
 }
 
 // unsampledParent reads a traceparent in the form this package and every
@@ -202,6 +352,14 @@ type names struct {
 }
 
 const maxNames = 1024
+
+// spanName is a span's name not built yet: from a and b, by n.
+type spanName struct {
+	n    *names
+	a, b string
+}
+
+func (s spanName) get() string { return s.n.get(s.a, s.b) }
 
 func (c *names) get(a, b string) string {
 	key := [2]string{a, b}

@@ -3,9 +3,14 @@ package tracing
 import (
 	"context"
 	"testing"
+	"time"
 
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/switchboard-dev/switchboard/bus"
+	"github.com/switchboard-dev/switchboard/wire"
 )
 
 func TestUnsampledParentReadsOnlyTheCanonicalUnsampledForm(t *testing.T) {
@@ -48,7 +53,7 @@ func TestPresetTraceIDDoesNotLeakIntoLaterRoots(t *testing.T) {
 	defer tp.Shutdown(context.Background())
 	s := &sampling{root: sdktrace.AlwaysSample()}
 	tr := tp.Tracer("t")
-	ctx, span := s.start(context.Background(), tr, tp, "a", trace.SpanKindClient, kindClient)
+	ctx, span := s.start(context.Background(), tr, tp, spanName{&names{sep: "/"}, "a", "b"}, trace.SpanKindClient, kindClient)
 	if !span.IsRecording() || !span.SpanContext().IsSampled() {
 		t.Fatalf("root under AlwaysSample: recording %v, sampled %v", span.IsRecording(), span.SpanContext().IsSampled())
 	}
@@ -80,5 +85,88 @@ func TestSpanNamesAreBuiltOnceAndBounded(t *testing.T) {
 	}
 	if got := n.get("other", "x"); got != "other/x" {
 		t.Errorf("past the bound get = %q, want it built", got)
+	}
+}
+
+// The context dropped makes holds its span for package trace, in one
+// allocation, and everything else as its parent: values, cancellation,
+// and contexts made from it, which may hold spans of their own.
+func TestDroppedContextHoldsItsSpanAndItsParents(t *testing.T) {
+	if spanKey == nil {
+		t.Fatal("spanKey was not learnt: dropped spans cost two allocations (has package trace changed how it keeps spans?)")
+	}
+	type key struct{}
+	parent, cancel := context.WithCancel(context.WithValue(context.Background(), key{}, "v"))
+	ts, err := trace.ParseTraceState("k=v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := sdktrace.NewTracerProvider()
+	defer tp.Shutdown(context.Background())
+	ctx, span := dropped(parent, tp, trace.TraceID{9}, trace.FlagsSampled|0x02, ts)
+	sc := span.SpanContext()
+	if sc.TraceID() != (trace.TraceID{9}) || sc.IsSampled() || sc.TraceFlags() != 0x02 || sc.TraceState().String() != "k=v" || !sc.SpanID().IsValid() {
+		t.Fatalf("span context %v: want trace 9, unsampled, the other flags and the trace state kept, a span ID", sc)
+	}
+	if trace.SpanFromContext(ctx) != span || !trace.SpanContextFromContext(ctx).Equal(sc) {
+		t.Fatal("the context does not hold the span")
+	}
+	if ctx.Value(key{}) != "v" {
+		t.Error("the parent's value is lost")
+	}
+	child, childCancel := context.WithCancel(context.WithValue(ctx, key{}, "w"))
+	defer childCancel()
+	if trace.SpanFromContext(child) != span || child.Value(key{}) != "w" {
+		t.Error("a context made from it does not see its span, or its own value")
+	}
+	_, inner := tp.Tracer("t").Start(child, "inner")
+	if inner.SpanContext().TraceID() != sc.TraceID() || inner.SpanContext().IsSampled() {
+		t.Errorf("a span started under it: %v, want one in trace 9, unsampled", inner.SpanContext())
+	}
+	if shadow := trace.ContextWithSpan(ctx, inner); !trace.SpanContextFromContext(shadow).Equal(inner.SpanContext()) {
+		t.Error("a span put in a context made from it does not shadow its own")
+	}
+	cancel()
+	select {
+	case <-child.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("canceling the parent did not reach a context made from it")
+	}
+	if n := testing.AllocsPerRun(100, func() { dropped(parent, tp, trace.TraceID{9}, 0, trace.TraceState{}) }); n != 1 {
+		t.Errorf("dropped makes %v allocations, want 1", n)
+	}
+}
+
+// What the fast path writes for an unsampled call is what the W3C
+// propagator writes for the same span context.
+func TestInjectWritesWhatThePropagatorWrites(t *testing.T) {
+	ts, err := trace.ParseTraceState("a=1,b=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sampling{root: sdktrace.NeverSample(), w3c: true}
+	for _, state := range []trace.TraceState{{}, ts} {
+		d := decision{drop: true, tid: trace.TraceID{0xab, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 0xff}, flags: 0x02, ts: state}
+		got := bus.Header{wire.HeaderTraceParent: "stale", wire.HeaderTraceState: "stale=1"}
+		if !s.inject(d, got) {
+			t.Fatal("inject refused a dropped decision")
+		}
+		sid, err := trace.SpanIDFromHex(got[wire.HeaderTraceParent][36:52])
+		if err != nil {
+			t.Fatalf("traceparent %q: %v", got[wire.HeaderTraceParent], err)
+		}
+		want := bus.Header{}
+		ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+			TraceID: d.tid, SpanID: sid, TraceFlags: d.flags, TraceState: state}))
+		propagation.TraceContext{}.Inject(ctx, HeaderCarrier(want))
+		if len(got) != len(want) || got[wire.HeaderTraceParent] != want[wire.HeaderTraceParent] || got[wire.HeaderTraceState] != want[wire.HeaderTraceState] {
+			t.Errorf("inject wrote %v, the propagator %v", got, want)
+		}
+	}
+	if (&sampling{root: sdktrace.NeverSample()}).inject(decision{drop: true, tid: trace.TraceID{1}}, bus.Header{}) {
+		t.Error("inject wrote for a propagator other than W3C's")
+	}
+	if s.inject(decision{fresh: true, tid: trace.TraceID{1}}, bus.Header{}) {
+		t.Error("inject wrote for a recorded span")
 	}
 }

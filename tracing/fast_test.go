@@ -3,7 +3,10 @@ package tracing_test
 import (
 	"context"
 	"testing"
+	"time"
 
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -162,5 +165,114 @@ func TestNewTracesAreSampledByTheirTraceID(t *testing.T) {
 	}
 	if len(recorded) != len(sampled) {
 		t.Errorf("%d traces recorded, %d sampled", len(recorded), len(sampled))
+	}
+}
+
+// An event published in an unsampled trace carries that trace on, unsampled,
+// under a span ID of its own (the producer's, which nobody records); the
+// consumer's span continues it, and nothing is recorded anywhere.
+func TestUnsampledEventsKeepTheirTrace(t *testing.T) {
+	conn := embeddedBus(t)
+	mem := tracetest.NewInMemoryExporter()
+	p, err := tracing.New(testContext(t), tracing.Options{Sampler: tracing.ParentBased(sdktrace.NeverSample()),
+		SpanProcessors: []sdktrace.SpanProcessor{sdktrace.NewSimpleSpanProcessor(mem)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Shutdown(context.Background()) })
+	type seen struct {
+		header string
+		span   trace.SpanContext
+	}
+	atA, atD := make(chan seen, 1), make(chan seen, 1)
+	a := switchboard.NewService("svca", "1.0.0", switchboard.WithLogger(quiet()))
+	d := switchboard.NewService("svcd", "1.0.0", switchboard.WithLogger(quiet()))
+	epA.Handle(a, func(ctx context.Context, r *req) (*rep, error) {
+		atA <- seen{span: trace.SpanContextFromContext(ctx)}
+		return &rep{}, done.Publish(ctx, a, &event{N: r.N})
+	})
+	done.Subscribe(d, "svcd", func(ctx context.Context, ev *event) error {
+		info, _ := switchboard.EventFrom(ctx)
+		atD <- seen{header: info.Header[wire.HeaderTraceParent], span: trace.SpanContextFromContext(ctx)}
+		return nil
+	})
+	start(t, conn, p, d, a)
+	cl := switchboard.NewClient(conn, p.ClientOptions("tester")...)
+	defer cl.Close()
+	if _, err := epA.Call(testContext(t), cl, &req{}); err != nil {
+		t.Fatal(err)
+	}
+	var sa, sd seen
+	select {
+	case sa = <-atA:
+	case <-time.After(timeout):
+		t.Fatal("svca was not called")
+	}
+	select {
+	case sd = <-atD:
+	case <-time.After(timeout):
+		t.Fatal("the event was not consumed")
+	}
+	tid := sa.span.TraceID()
+	if !tid.IsValid() || sd.span.TraceID() != tid || len(sd.header) != 55 || sd.header[3:35] != tid.String() || sd.header[53:] != "00" {
+		t.Fatalf("handler in trace %s, event traceparent %q, consumer in trace %s: want one unsampled trace", tid, sd.header, sd.span.TraceID())
+	}
+	if sd.span.IsSampled() || !sd.span.SpanID().IsValid() {
+		t.Errorf("consumer span context %v: want a valid unsampled span", sd.span)
+	}
+	ids := map[string]bool{sa.span.SpanID().String(): true, sd.header[36:52]: true, sd.span.SpanID().String(): true}
+	if len(ids) != 3 {
+		t.Errorf("span IDs of handler, producer and consumer %v: want three different ones", ids)
+	}
+	if n := len(mem.GetSpans()); n != 0 {
+		t.Errorf("%d spans recorded, want none", n)
+	}
+}
+
+// With a propagator other than W3C trace context alone, unsampled calls
+// and events go through it: what it carries besides traceparent (here
+// baggage) arrives.
+func TestOtherPropagatorsCarryEverythingForUnsampledCalls(t *testing.T) {
+	conn := embeddedBus(t)
+	prop := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	p, err := tracing.New(testContext(t), tracing.Options{Sampler: tracing.ParentBased(sdktrace.NeverSample()), Propagator: prop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Shutdown(context.Background()) })
+	gotA, gotD := make(chan string, 1), make(chan string, 1)
+	a := switchboard.NewService("svca", "1.0.0", switchboard.WithLogger(quiet()))
+	d := switchboard.NewService("svcd", "1.0.0", switchboard.WithLogger(quiet()))
+	epA.Handle(a, func(ctx context.Context, r *req) (*rep, error) {
+		gotA <- baggage.FromContext(ctx).Member("tenant").Value()
+		return &rep{}, done.Publish(ctx, a, &event{N: r.N})
+	})
+	done.Subscribe(d, "svcd", func(ctx context.Context, ev *event) error {
+		gotD <- baggage.FromContext(ctx).Member("tenant").Value()
+		return nil
+	})
+	start(t, conn, p, d, a)
+	cl := switchboard.NewClient(conn, p.ClientOptions("tester")...)
+	defer cl.Close()
+	m, err := baggage.NewMember("tenant", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg, err := baggage.New(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := epA.Call(baggage.ContextWithBaggage(testContext(t), bg), cl, &req{}); err != nil {
+		t.Fatal(err)
+	}
+	for who, ch := range map[string]chan string{"handler": gotA, "consumer": gotD} {
+		select {
+		case v := <-ch:
+			if v != "acme" {
+				t.Errorf("%s: baggage tenant = %q, want acme", who, v)
+			}
+		case <-time.After(timeout):
+			t.Fatalf("%s was not reached", who)
+		}
 	}
 }

@@ -100,7 +100,7 @@ func (in Instrumentation) Server() switchboard.Middleware {
 	spanNames := &names{sep: "/"}
 	return func(next switchboard.Handler) switchboard.Handler {
 		return func(ctx context.Context, call *switchboard.Call) (any, error) {
-			name := spanNames.get(call.Service, call.Endpoint)
+			name := spanName{spanNames, call.Service, call.Endpoint}
 			var span trace.Span
 			if sc, ok := fast.unsampledCaller(call); ok {
 				ctx, span = dropped(ctx, tp, sc.TraceID(), sc.TraceFlags(), sc.TraceState())
@@ -132,17 +132,22 @@ func (in Instrumentation) Client() switchboard.ClientMiddleware {
 	spanNames := &names{sep: "/"}
 	return func(next switchboard.Invoker) switchboard.Invoker {
 		return func(ctx context.Context, call *switchboard.Call, reply any) error {
-			parent := ctx
-			if !trace.SpanContextFromContext(ctx).IsValid() && call.Envelope.TraceParent != "" {
-				parent = prop.Extract(ctx, envCarrier{&call.Envelope})
+			if call.Header == nil {
+				call.Header = bus.Header{}
 			}
-			ctx, span := fast.start(parent, tracer, tp, spanNames.get(call.Service, call.Endpoint), trace.SpanKindClient, kindClient)
+			name := spanName{spanNames, call.Service, call.Endpoint}
+			d, parent := fast.send(ctx, prop, envCarrier{&call.Envelope}, name, trace.SpanKindClient)
+			if fast.inject(d, call.Header) {
+				// Not recorded, and nothing after this reads a client span:
+				// the call carries its trace context without one.
+				call.Envelope.TraceParent = call.Header[wire.HeaderTraceParent]
+				call.Envelope.TraceState = call.Header[wire.HeaderTraceState]
+				return next(ctx, call, reply)
+			}
+			ctx, span := d.start(parent, tracer, tp, name, kindClient)
 			if span.IsRecording() {
 				span.SetAttributes(keyRPCSystem.String(System), keyRPCService.String(call.Service),
 					keyRPCMethod.String(call.Endpoint))
-			}
-			if call.Header == nil {
-				call.Header = bus.Header{}
 			}
 			inject(ctx, prop, call.Header)
 			// The envelope is what goes on the wire: keep it in step.
@@ -162,11 +167,12 @@ func (in Instrumentation) Publish() switchboard.PublishMiddleware {
 	spanNames := &names{sep: " "}
 	return func(next switchboard.Publisher) switchboard.Publisher {
 		return func(ctx context.Context, p *switchboard.Publication) error {
-			parent := ctx
-			if !trace.SpanContextFromContext(ctx).IsValid() && p.Header[wire.HeaderTraceParent] != "" {
-				parent = prop.Extract(ctx, HeaderCarrier(p.Header))
+			name := spanName{spanNames, "send", p.Topic}
+			d, parent := fast.send(ctx, prop, HeaderCarrier(p.Header), name, trace.SpanKindProducer)
+			if fast.inject(d, p.Header) {
+				return next(ctx, p)
 			}
-			ctx, span := fast.start(parent, tracer, tp, spanNames.get("send", p.Topic), trace.SpanKindProducer, kindProducer)
+			ctx, span := d.start(parent, tracer, tp, name, kindProducer)
 			if span.IsRecording() {
 				span.SetAttributes(keyMsgSystem.String(System), keyMsgDestination.String(p.Topic),
 					keyMsgOpType.String("send"), keyMsgOpName.String("publish"), keyMsgID.String(p.Event.ID))
@@ -189,14 +195,14 @@ func (in Instrumentation) Consumer() switchboard.ConsumerMiddleware {
 	spanNames := &names{sep: " "}
 	return func(next switchboard.EventHandler) switchboard.EventHandler {
 		return func(ctx context.Context, ev *switchboard.EventCall) error {
-			name := spanNames.get("process", ev.Topic)
+			name := spanName{spanNames, "process", ev.Topic}
 			var span trace.Span
 			if ev.Info != nil && ev.Info.Header != nil {
 				ctx = prop.Extract(ctx, HeaderCarrier(ev.Info.Header))
 			}
 			// A dropped parent has its child dropped: no span to link from.
 			if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && (fast == nil || sc.IsSampled()) {
-				ctx, span = tracer.Start(ctx, name, kindConsumer, trace.WithLinks(trace.Link{SpanContext: sc}))
+				ctx, span = tracer.Start(ctx, name.get(), kindConsumer, trace.WithLinks(trace.Link{SpanContext: sc}))
 			} else {
 				ctx, span = fast.start(ctx, tracer, tp, name, trace.SpanKindConsumer, kindConsumer)
 			}
