@@ -86,6 +86,7 @@ var suite = []struct {
 }{
 	// Request/reply and live messages.
 	{"Request gets the reply with headers and body intact", testRequestReply},
+	{"Consecutive requests, replies and sends carry exactly their own headers", testHeadersDoNotCarryOver},
 	{"Request with no responder fails at once with Unavailable", testNoResponders},
 	{"Request whose handler never replies ends with DeadlineExceeded at the deadline", testNoReply},
 	{"Request canceled while waiting ends with Canceled", testRequestCanceled},

@@ -51,6 +51,66 @@ func testRequestReply(t *testing.T, e *env) {
 	}
 }
 
+// A driver may reuse what it builds to send a message (NATS's pools its
+// header maps): a message must arrive with its own headers only, none left
+// from the one before, and a message without headers with none.
+func testHeadersDoNotCarryOver(t *testing.T, e *env) {
+	server, client := e.open(), e.open()
+	subject, live := e.subject("hdrs"), e.subject("hdrs-live")
+	sequence := []bus.Header{
+		{"A": "1", "B": "2", "C": "3", "D": "4", "E": "5"},
+		{"F": "6"},
+		nil,
+		{"A": "other"},
+		{},
+	}
+	// The request's "N" header says which reply headers to answer with.
+	e.serve(server, subject, "", func(_ context.Context, req *bus.Message) *bus.Message {
+		var n int
+		fmt.Sscan(req.Header.Get("N"), &n)
+		return &bus.Message{Header: sequence[n].Clone(), Body: []byte("ok")}
+	})
+	heard := make(chan *bus.Message, len(sequence))
+	lsub, err := server.Listen(e.ctx, live, func(m *bus.Message) { heard <- m })
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	defer lsub.Stop(e.ctx)
+	seen := newRecord[*bus.Message]()
+	e.serve(server, subject+"-echo", "", func(_ context.Context, req *bus.Message) *bus.Message {
+		seen.add(req)
+		return &bus.Message{Body: []byte("ok")}
+	})
+	for n, h := range sequence {
+		rep, err := client.Request(e.ctx, &bus.Message{Subject: subject, Header: bus.Header{"N": fmt.Sprint(n)}, Body: []byte("x")})
+		if err != nil {
+			t.Fatalf("request %d: %v", n, err)
+		}
+		if d := headerDiff(h, rep.Header); d != "" {
+			t.Errorf("reply %d: %s", n, d)
+		}
+		if _, err := client.Request(e.ctx, &bus.Message{Subject: subject + "-echo", Header: h.Clone(), Body: []byte("x")}); err != nil {
+			t.Fatalf("echo request %d: %v", n, err)
+		}
+		if err := client.Send(e.ctx, &bus.Message{Subject: live, Header: h.Clone(), Body: []byte("x")}); err != nil {
+			t.Fatalf("send %d: %v", n, err)
+		}
+		select {
+		case m := <-heard:
+			if d := headerDiff(h, m.Header); d != "" {
+				t.Errorf("send %d: %s", n, d)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatalf("send %d was not heard within %s", n, waitTimeout)
+		}
+	}
+	for n, req := range seen.all() {
+		if d := headerDiff(sequence[n], req.Header); d != "" {
+			t.Errorf("request %d: %s", n, d)
+		}
+	}
+}
+
 func testNoResponders(t *testing.T, e *env) {
 	c := e.open()
 	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -70,17 +72,30 @@ func checkValue(what, v string) error {
 
 // toNATS converts m for sending on subject.
 func toNATS(subject string, m *driver.Message) (*nats.Msg, error) {
-	nm := &nats.Msg{Subject: subject, Data: m.Body}
-	if len(m.Header) == 0 && m.ID == "" {
-		return nm, nil
+	nm := &nats.Msg{}
+	if _, err := fill(nm, nil, subject, m); err != nil {
+		return nil, err
 	}
-	nm.Header = make(nats.Header, len(m.Header)+1)
-	// One backing array for every header's single value.
-	vals := make([]string, len(m.Header))
+	return nm, nil
+}
+
+// fill makes nm the NATS message for m on subject, reusing nm's header map
+// and vals, the backing array of every header's single value; it returns
+// vals as used.
+func fill(nm *nats.Msg, vals []string, subject string, m *driver.Message) ([]string, error) {
+	nm.Subject, nm.Data = subject, m.Body
+	if len(m.Header) == 0 && m.ID == "" {
+		nm.Header = nil
+		return vals, nil
+	}
+	if nm.Header == nil {
+		nm.Header = make(nats.Header, len(m.Header)+1)
+	}
+	vals = slices.Grow(vals[:0], len(m.Header))[:len(m.Header)]
 	i := 0
 	for k, v := range m.Header {
 		if err := checkHeader(k, v); err != nil {
-			return nil, err
+			return vals, err
 		}
 		vals[i] = v
 		nm.Header[k] = vals[i : i+1 : i+1]
@@ -88,11 +103,49 @@ func toNATS(subject string, m *driver.Message) (*nats.Msg, error) {
 	}
 	if m.ID != "" {
 		if err := checkValue("message ID", m.ID); err != nil {
-			return nil, err
+			return vals, err
 		}
 		nm.Header[headerMsgID] = []string{m.ID}
 	}
-	return nm, nil
+	return vals, nil
+}
+
+// outgoing is a core NATS message being sent, taken from outgoingPool:
+// nats.go's PublishMsg and RequestMsg encode a message before they return
+// and keep nothing of it, so that its header map and values serve the
+// next one instead of three allocations a message.
+type outgoing struct {
+	msg  nats.Msg
+	vals []string
+}
+
+var outgoingPool = sync.Pool{New: func() any { return new(outgoing) }}
+
+// maxPooledHeaders bounds the header map a pooled message keeps.
+const maxPooledHeaders = 32
+
+// newOutgoing converts m for sending on subject; release it once sent.
+func newOutgoing(subject string, m *driver.Message) (*outgoing, error) {
+	o := outgoingPool.Get().(*outgoing)
+	var err error
+	if o.vals, err = fill(&o.msg, o.vals, subject, m); err != nil {
+		o.release()
+		return nil, err
+	}
+	return o, nil
+}
+
+// release returns o to the pool, keeping no reference to what it carried.
+func (o *outgoing) release() {
+	h := o.msg.Header
+	if len(h) > maxPooledHeaders {
+		return
+	}
+	clear(h)
+	clear(o.vals[:cap(o.vals)])
+	o.vals = o.vals[:0]
+	o.msg = nats.Msg{Header: h}
+	outgoingPool.Put(o)
 }
 
 // fromNATS converts a received message, reporting it on subject. Reserved

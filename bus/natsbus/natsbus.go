@@ -370,11 +370,12 @@ func (c *conn) Request(ctx context.Context, msg *driver.Message) (*driver.Messag
 	if err := c.ready(ctx, "request", msg.Subject); err != nil {
 		return nil, err
 	}
-	nm, err := toNATS(msg.Subject, msg)
+	out, err := newOutgoing(msg.Subject, msg)
 	if err != nil {
 		return nil, err
 	}
-	rep, err := c.nc.RequestMsgWithContext(ctx, nm)
+	rep, err := c.nc.RequestMsgWithContext(ctx, &out.msg)
+	out.release()
 	if err != nil {
 		return nil, wrapErr("request", msg.Subject, err)
 	}
@@ -386,11 +387,13 @@ func (c *conn) Send(ctx context.Context, msg *driver.Message) error {
 	if err := c.ready(ctx, "send", msg.Subject); err != nil {
 		return err
 	}
-	nm, err := toNATS(msg.Subject, msg)
+	out, err := newOutgoing(msg.Subject, msg)
 	if err != nil {
 		return err
 	}
-	return wrapErr("send", msg.Subject, c.nc.PublishMsg(nm))
+	err = c.nc.PublishMsg(&out.msg)
+	out.release()
+	return wrapErr("send", msg.Subject, err)
 }
 
 // Serve implements driver.Conn with a (queue) subscription.
@@ -403,11 +406,13 @@ func (c *conn) Serve(ctx context.Context, subject, queue string, fn func(*driver
 			if err := c.ready(ctx, "respond", m.Subject); err != nil {
 				return err
 			}
-			nm, err := toNATS(m.Reply, rep)
+			out, err := newOutgoing(m.Reply, rep)
 			if err != nil {
 				return err
 			}
-			return wrapErr("respond", m.Subject, c.nc.PublishMsg(nm))
+			err = c.nc.PublishMsg(&out.msg)
+			out.release()
+			return wrapErr("respond", m.Subject, err)
 		})
 	})
 }
