@@ -46,23 +46,9 @@ type Message struct {
 }
 
 // Header holds message headers. Keys are case sensitive and round-trip
-// exactly through every driver.
-type Header map[string]string
-
-// Get returns the value of key, or "" (safe on a nil Header).
-func (h Header) Get(key string) string { return h[key] }
-
-// Set sets key to value.
-func (h Header) Set(key, value string) { h[key] = value }
-
-// Clone returns a copy of h.
-func (h Header) Clone() Header {
-	c := make(Header, len(h))
-	for k, v := range h {
-		c[k] = v
-	}
-	return c
-}
+// exactly through every driver. It is the drivers' type, so that a Message
+// goes down to a driver and comes back without being copied.
+type Header = driver.Header
 
 // OpenFunc opens a driver connection for a parsed URL. Drivers must reject
 // query parameters they do not know.
@@ -169,16 +155,17 @@ func (c *Conn) checkSize(op string, m *Message) error {
 	return nil
 }
 
-func toDriver(m *Message) *driver.Message {
-	return &driver.Message{Subject: m.Subject, Header: m.Header, Body: m.Body, ID: m.ID}
-}
+// toDriver and fromDriver convert without copying: a Message and a
+// driver.Message are the same struct (drivers read what they are given
+// and hand over what they return).
+func toDriver(m *Message) *driver.Message { return (*driver.Message)(m) }
 
+// fromDriver gives a message without headers an empty Header.
 func fromDriver(m *driver.Message) *Message {
-	h := Header(m.Header)
-	if h == nil {
-		h = Header{}
+	if m.Header == nil {
+		m.Header = Header{}
 	}
-	return &Message{Subject: m.Subject, Header: h, Body: m.Body, ID: m.ID}
+	return (*Message)(m)
 }
 
 // Request sends msg and waits for one reply. Without a deadline on ctx,

@@ -45,11 +45,30 @@ var (
 // header exactly.
 type Message struct {
 	Subject string
-	Header  map[string]string
+	Header  Header
 	Body    []byte
 	// ID, when set on a durable publish, lets brokers that support it drop a
 	// duplicate publish of the same ID within their de-duplication window.
 	ID string
+}
+
+// Header holds message headers (bus.Header is this type). Keys are case
+// sensitive.
+type Header map[string]string
+
+// Get returns the value of key, or "" (safe on a nil Header).
+func (h Header) Get(key string) string { return h[key] }
+
+// Set sets key to value.
+func (h Header) Set(key, value string) { h[key] = value }
+
+// Clone returns a copy of h.
+func (h Header) Clone() Header {
+	c := make(Header, len(h))
+	for k, v := range h {
+		c[k] = v
+	}
+	return c
 }
 
 // Respond sends a reply to a request. It may be called at most once, from
