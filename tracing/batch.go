@@ -10,6 +10,12 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
+// spanExporter receives the batches of a batcher.
+type spanExporter interface {
+	exportSpans(ctx context.Context, spans []finished) error
+	Shutdown(ctx context.Context) error
+}
+
 // batcher is the Pipeline's span processor: it queues ended, sampled spans
 // and hands them to its exporter in batches, as the SDK's
 // BatchSpanProcessor does, but without waking its goroutine for every span.
@@ -20,17 +26,20 @@ import (
 // under a mutex; the goroutine wakes when a batch is full, when the batch
 // timeout ticks, and for ForceFlush and Shutdown.
 //
+// It also takes the spans that the middleware records without the SDK
+// (lightSpan, with add).
+//
 // The queue is bounded: past maxQueue spans waiting, new spans are dropped
 // and counted, and the first drop is logged.
 type batcher struct {
-	exp      sdktrace.SpanExporter
+	exp      spanExporter
 	maxQueue int
 	maxBatch int
 	timeout  time.Duration
 	log      *slog.Logger
 
 	mu      sync.Mutex
-	queue   []sdktrace.ReadOnlySpan
+	queue   []finished
 	stopped bool
 
 	kick    chan struct{}      // a batch is full (buffered 1)
@@ -45,7 +54,7 @@ type batcher struct {
 // exportTimeout bounds one export call, as the SDK's default does.
 const exportTimeout = 30 * time.Second
 
-func newBatcher(exp sdktrace.SpanExporter, timeout time.Duration, maxBatch, maxQueue int, log *slog.Logger) *batcher {
+func newBatcher(exp spanExporter, timeout time.Duration, maxBatch, maxQueue int, log *slog.Logger) *batcher {
 	b := &batcher{
 		exp: exp, maxQueue: maxQueue, maxBatch: min(maxBatch, maxQueue), timeout: timeout, log: log,
 		kick: make(chan struct{}, 1), flushes: make(chan chan struct{}),
@@ -62,7 +71,10 @@ func (b *batcher) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
 
 // OnEnd queues s if it is sampled, dropping it if the queue is full or the
 // processor shut down.
-func (b *batcher) OnEnd(s sdktrace.ReadOnlySpan) {
+func (b *batcher) OnEnd(s sdktrace.ReadOnlySpan) { b.add(s) }
+
+// add is OnEnd for any finished span.
+func (b *batcher) add(s finished) {
 	if !s.SpanContext().IsSampled() {
 		return
 	}
@@ -124,14 +136,14 @@ func (b *batcher) export() {
 			b.mu.Unlock()
 			return
 		}
-		batch := make([]sdktrace.ReadOnlySpan, n)
+		batch := make([]finished, n)
 		copy(batch, b.queue)
 		rest := copy(b.queue, b.queue[n:])
 		clear(b.queue[rest:])
 		b.queue = b.queue[:rest]
 		b.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), exportTimeout)
-		if err := b.exp.ExportSpans(ctx, batch); err != nil {
+		if err := b.exp.exportSpans(ctx, batch); err != nil {
 			b.log.Warn("tracing: exporting spans failed; they are dropped", "spans", n, "err", err)
 		}
 		cancel()

@@ -25,7 +25,7 @@ type recorder struct {
 	block    chan struct{}
 }
 
-func (r *recorder) ExportSpans(_ context.Context, ss []sdktrace.ReadOnlySpan) error {
+func (r *recorder) exportSpans(_ context.Context, ss []finished) error {
 	if r.entered != nil {
 		r.entered <- struct{}{}
 	}

@@ -5,13 +5,12 @@ import (
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/codes"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 // appendOTel appends FromOTel(s) as JSON without building a Span or using
 // reflection: the exporter encodes every sampled span, on a machine whose
 // cores the calls need too.
-func appendOTel(b []byte, s sdktrace.ReadOnlySpan) []byte {
+func appendOTel(b []byte, s finished) []byte {
 	sc := s.SpanContext()
 	tid, sid := sc.TraceID(), sc.SpanID()
 	b = append(b, `{"trace_id":"`...)
@@ -172,7 +171,7 @@ func appendJSONString(b []byte, s string) []byte {
 
 // encodeOTelBatches encodes spans as Batch bodies of at most maxLen bytes
 // each, as EncodeBatches does for FromOTel of each span.
-func encodeOTelBatches(spans []sdktrace.ReadOnlySpan, maxLen int) [][]byte {
+func encodeOTelBatches(spans []finished, maxLen int) [][]byte {
 	var (
 		out [][]byte
 		cur []byte

@@ -49,15 +49,23 @@ func TestTheFastEncoderWritesWhatFromOTelSays(t *testing.T) {
 			t.Errorf("fast encoder:\n%+v\nFromOTel:\n%+v", got, want)
 		}
 	}
-	bodies := encodeOTelBatches(recordedSpans(t), 1<<20)
+	bodies := encodeOTelBatches(asFinished(recordedSpans(t)), 1<<20)
 	spans, dropped, err := DecodeBatch(bodies[0])
 	if err != nil || dropped != 0 || len(spans) != 2 || len(bodies) != 1 {
 		t.Fatalf("batch: %d bodies, %d spans, %d dropped, %v", len(bodies), len(spans), dropped, err)
 	}
 }
 
+func asFinished(ro []sdktrace.ReadOnlySpan) []finished {
+	out := make([]finished, len(ro))
+	for i, s := range ro {
+		out[i] = s
+	}
+	return out
+}
+
 func BenchmarkEncodeSpans(b *testing.B) {
-	ro := recordedSpans(b)[1:] // the root span: like a server span
+	ro := asFinished(recordedSpans(b)[1:]) // the root span: like a server span
 	for len(ro) < 100 {
 		ro = append(ro, ro[0])
 	}
@@ -73,7 +81,7 @@ func BenchmarkEncodeSpans(b *testing.B) {
 		for b.Loop() {
 			spans := make([]Span, len(ro))
 			for i, s := range ro {
-				spans[i] = FromOTel(s)
+				spans[i] = FromOTel(s.(sdktrace.ReadOnlySpan))
 			}
 			EncodeBatches(spans, maxBatchMsgLen)
 		}

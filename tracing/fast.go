@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -51,6 +52,9 @@ type sampling struct {
 	// w3c says the propagator is W3C trace context only, so that a
 	// traceparent can be read without it.
 	w3c bool
+	// light, when set, records the sampled spans of the middleware without
+	// the SDK (see lightSpan): the Pipeline sends spans only over the bus.
+	light *lightRecorder
 }
 
 // decision is what start decides for a span before making it.
@@ -61,9 +65,15 @@ type decision struct {
 	// fresh says a new trace tid is recorded: the SDK makes the span with
 	// that trace ID.
 	fresh bool
-	tid   trace.TraceID
-	flags trace.TraceFlags
-	ts    trace.TraceState
+	// light says the span is recorded, by rec: in trace tid, with trace
+	// state ts and flags (sampled added), a child of parent (invalid for a
+	// new trace), with the attributes the sampler gave.
+	light  *lightRecorder
+	parent trace.SpanContext
+	attrs  []attribute.KeyValue
+	tid    trace.TraceID
+	flags  trace.TraceFlags
+	ts     trace.TraceState
 }
 
 // decide says what the sampler would decide for a span started in ctx
@@ -79,11 +89,20 @@ func (s *sampling) decide(ctx context.Context, psc trace.SpanContext, name spanN
 		if !psc.IsSampled() {
 			return decision{drop: true, tid: psc.TraceID(), flags: psc.TraceFlags(), ts: psc.TraceState()}
 		}
+		if s.light != nil {
+			// Parent-based: a sampled parent, local or remote, has its
+			// child sampled (AlwaysSample: no attributes, the parent's
+			// trace state).
+			return decision{light: s.light, parent: psc, tid: psc.TraceID(), flags: psc.TraceFlags(), ts: psc.TraceState()}
+		}
 	case !psc.TraceID().IsValid():
 		tid := newTraceID()
 		res := s.root.ShouldSample(sdktrace.SamplingParameters{ParentContext: ctx, TraceID: tid, Name: name.get(), Kind: kind})
-		if res.Decision == sdktrace.Drop {
+		switch {
+		case res.Decision == sdktrace.Drop:
 			return decision{drop: true, tid: tid, flags: psc.TraceFlags(), ts: res.Tracestate}
+		case res.Decision == sdktrace.RecordAndSample && s.light != nil:
+			return decision{light: s.light, tid: tid, flags: psc.TraceFlags(), ts: res.Tracestate, attrs: res.Attributes}
 		}
 		return decision{fresh: true, tid: tid}
 	}
@@ -91,16 +110,19 @@ func (s *sampling) decide(ctx context.Context, psc trace.SpanContext, name spanN
 }
 
 // start starts a span in ctx as tracer.Start(ctx, name.get(), opt) would,
-// making it without the SDK when the sampler is known to drop it.
+// making it without the SDK when the sampler is known to drop it, or when
+// the span is recorded and the Pipeline sends spans only over the bus.
 func (s *sampling) start(ctx context.Context, tracer trace.Tracer, tp trace.TracerProvider, name spanName, kind trace.SpanKind, opt trace.SpanStartOption) (context.Context, trace.Span) {
-	return s.decide(ctx, trace.SpanContextFromContext(ctx), name, kind).start(ctx, tracer, tp, name, opt)
+	return s.decide(ctx, trace.SpanContextFromContext(ctx), name, kind).start(ctx, tracer, tp, name, kind, opt)
 }
 
 // start starts the span d was decided for, in ctx.
-func (d decision) start(ctx context.Context, tracer trace.Tracer, tp trace.TracerProvider, name spanName, opt trace.SpanStartOption) (context.Context, trace.Span) {
+func (d decision) start(ctx context.Context, tracer trace.Tracer, tp trace.TracerProvider, name spanName, kind trace.SpanKind, opt trace.SpanStartOption) (context.Context, trace.Span) {
 	switch {
 	case d.drop:
 		return dropped(ctx, tp, d.tid, d.flags, d.ts)
+	case d.light != nil:
+		return d.light.start(ctx, d, name.get(), kind)
 	case d.fresh:
 		// Recorded: the SDK makes the span, with the trace ID just
 		// decided on (presetIDs), so that its sampler decides the same.

@@ -144,7 +144,7 @@ func (in Instrumentation) Client() switchboard.ClientMiddleware {
 				call.Envelope.TraceState = call.Header[wire.HeaderTraceState]
 				return next(ctx, call, reply)
 			}
-			ctx, span := d.start(parent, tracer, tp, name, kindClient)
+			ctx, span := d.start(parent, tracer, tp, name, trace.SpanKindClient, kindClient)
 			if span.IsRecording() {
 				span.SetAttributes(keyRPCSystem.String(System), keyRPCService.String(call.Service),
 					keyRPCMethod.String(call.Endpoint))
@@ -172,7 +172,7 @@ func (in Instrumentation) Publish() switchboard.PublishMiddleware {
 			if fast.inject(d, p.Header) {
 				return next(ctx, p)
 			}
-			ctx, span := d.start(parent, tracer, tp, name, kindProducer)
+			ctx, span := d.start(parent, tracer, tp, name, trace.SpanKindProducer, kindProducer)
 			if span.IsRecording() {
 				span.SetAttributes(keyMsgSystem.String(System), keyMsgDestination.String(p.Topic),
 					keyMsgOpType.String("send"), keyMsgOpName.String("publish"), keyMsgID.String(p.Event.ID))
@@ -202,7 +202,12 @@ func (in Instrumentation) Consumer() switchboard.ConsumerMiddleware {
 			}
 			// A dropped parent has its child dropped: no span to link from.
 			if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && (fast == nil || sc.IsSampled()) {
-				ctx, span = tracer.Start(ctx, name.get(), kindConsumer, trace.WithLinks(trace.Link{SpanContext: sc}))
+				if fast != nil && fast.light != nil {
+					ctx, span = fast.start(ctx, tracer, tp, name, trace.SpanKindConsumer, kindConsumer)
+					span.AddLink(trace.Link{SpanContext: sc})
+				} else {
+					ctx, span = tracer.Start(ctx, name.get(), kindConsumer, trace.WithLinks(trace.Link{SpanContext: sc}))
+				}
 			} else {
 				ctx, span = fast.start(ctx, tracer, tp, name, trace.SpanKindConsumer, kindConsumer)
 			}

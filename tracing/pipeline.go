@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -71,11 +72,23 @@ type Pipeline struct {
 	batchTimeout time.Duration
 	logger       *slog.Logger
 
+	// light says every span goes to the bus batchers and nowhere else (no
+	// OTLP, no processors of the caller's): the middleware may then record
+	// its sampled spans itself (see lightSpan), into sinks.
+	light bool
+	sinks atomic.Pointer[[]*batcher]
+
 	mu         sync.Mutex
 	processors []sdktrace.SpanProcessor
 	exporting  []string // what spans go to, for Describe
 	providers  []*sdktrace.TracerProvider
-	byKey      map[[3]string]*sdktrace.TracerProvider
+	byKey      map[[3]string]provider
+}
+
+// provider is the tracer provider of one service and its resource.
+type provider struct {
+	tp  *sdktrace.TracerProvider
+	res *resource.Resource
 }
 
 // New builds a Pipeline from o and the standard OpenTelemetry environment
@@ -128,11 +141,15 @@ func New(ctx context.Context, o Options) (*Pipeline, error) {
 	if p.batchTimeout <= 0 {
 		p.batchTimeout = time.Second
 	}
+	p.light = len(o.SpanProcessors) == 0
 	if o.Bus != nil {
-		p.processors = append(p.processors, p.busProcessor(o.Bus))
+		b := p.busProcessor(o.Bus)
+		p.processors = append(p.processors, b)
+		p.sinks.Store(&[]*batcher{b})
 		p.exporting = append(p.exporting, "bus "+Subject)
 	}
 	if !o.NoOTLP && otlpWanted() {
+		p.light = false
 		exp, err := otlptracehttp.New(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("tracing: OTLP exporter: %w", err)
@@ -146,7 +163,7 @@ func New(ctx context.Context, o Options) (*Pipeline, error) {
 
 // busProcessor batches the spans of conn's services onto the bus (see
 // batcher: no goroutine wake-up per recorded span).
-func (p *Pipeline) busProcessor(conn *bus.Conn) sdktrace.SpanProcessor {
+func (p *Pipeline) busProcessor(conn *bus.Conn) *batcher {
 	return newBatcher(&busExporter{conn: conn, log: p.logger}, p.batchTimeout, 512, 8192, p.logger)
 }
 
@@ -162,6 +179,12 @@ func (p *Pipeline) AttachBus(conn *bus.Conn) {
 	sp := p.busProcessor(conn)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	var sinks []*batcher
+	if old := p.sinks.Load(); old != nil {
+		sinks = append(sinks, *old...)
+	}
+	sinks = append(sinks, sp)
+	p.sinks.Store(&sinks)
 	p.processors = append(p.processors, sp)
 	p.exporting = append(p.exporting, "bus "+Subject)
 	for _, tp := range p.providers {
@@ -256,11 +279,15 @@ func (p *Pipeline) Describe() string {
 // pipeline's sampler and exporters. The same three values give the same
 // provider. The Pipeline's Shutdown covers it.
 func (p *Pipeline) TracerProvider(name, version, instance string) *sdktrace.TracerProvider {
+	return p.provider(name, version, instance).tp
+}
+
+func (p *Pipeline) provider(name, version, instance string) provider {
 	key := [3]string{name, version, instance}
 	p.mu.Lock()
-	if tp, ok := p.byKey[key]; ok {
+	if pr, ok := p.byKey[key]; ok {
 		p.mu.Unlock()
-		return tp
+		return pr
 	}
 	p.mu.Unlock()
 	attrs := resource.WithAttributes(keyServiceName.String(name))
@@ -284,24 +311,28 @@ func (p *Pipeline) TracerProvider(name, version, instance string) *sdktrace.Trac
 	for _, sp := range p.processors {
 		tpo = append(tpo, sdktrace.WithSpanProcessor(shared{sp}))
 	}
-	if tp, ok := p.byKey[key]; ok { // made meanwhile
-		return tp
+	if pr, ok := p.byKey[key]; ok { // made meanwhile
+		return pr
 	}
-	tp := sdktrace.NewTracerProvider(tpo...)
-	p.providers = append(p.providers, tp)
+	pr := provider{tp: sdktrace.NewTracerProvider(tpo...), res: res}
+	p.providers = append(p.providers, pr.tp)
 	if p.byKey == nil {
-		p.byKey = map[[3]string]*sdktrace.TracerProvider{}
+		p.byKey = map[[3]string]provider{}
 	}
-	p.byKey[key] = tp
-	return tp
+	p.byKey[key] = pr
+	return pr
 }
 
 // Instrumentation returns the middleware maker for one service.
 func (p *Pipeline) Instrumentation(name, version, instance string) Instrumentation {
-	in := Instrumentation{TracerProvider: p.TracerProvider(name, version, instance), Propagator: p.prop}
+	pr := p.provider(name, version, instance)
+	in := Instrumentation{TracerProvider: pr.tp, Propagator: p.prop}
 	if p.root != nil {
 		_, w3c := p.prop.(propagation.TraceContext)
 		in.fast = &sampling{root: p.root, w3c: w3c}
+		if p.light {
+			in.fast.light = &lightRecorder{tp: pr.tp, res: pr.res, sinks: &p.sinks}
+		}
 	}
 	return in
 }
@@ -378,10 +409,8 @@ type busExporter struct {
 	warn sync.Once
 }
 
-var _ sdktrace.SpanExporter = (*busExporter)(nil)
-
-// ExportSpans is called by the batch span processor, one batch at a time.
-func (e *busExporter) ExportSpans(ctx context.Context, ro []sdktrace.ReadOnlySpan) error {
+// exportSpans is called by the batcher, one batch at a time.
+func (e *busExporter) exportSpans(ctx context.Context, ro []finished) error {
 	limit := maxBatchMsgLen
 	if m := e.conn.MaxMessageSize(); m > 0 {
 		limit = min(limit, m/2)

@@ -84,7 +84,9 @@ func (s *Span) Endpoint() string {
 
 // FromOTel converts a finished OpenTelemetry span to the compact form,
 // truncating what exceeds the limits above.
-func FromOTel(s sdktrace.ReadOnlySpan) Span {
+func FromOTel(s sdktrace.ReadOnlySpan) Span { return fromFinished(s) }
+
+func fromFinished(s finished) Span {
 	sc := s.SpanContext()
 	out := Span{
 		TraceID:    sc.TraceID().String(),
