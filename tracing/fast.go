@@ -141,7 +141,7 @@ func (s *sampling) send(ctx context.Context, prop propagation.TextMapPropagator,
 	psc := trace.SpanContextFromContext(ctx)
 	if !psc.IsValid() {
 		if tp := carrier.Get(wire.HeaderTraceParent); tp != "" {
-			if sc, ok := s.unsampledParent(tp, carrier.Get(wire.HeaderTraceState)); ok {
+			if sc, ok := s.readParent(tp, carrier.Get(wire.HeaderTraceState)); ok {
 				psc = sc
 			} else {
 				ctx = prop.Extract(ctx, carrier)
@@ -152,13 +152,20 @@ func (s *sampling) send(ctx context.Context, prop propagation.TextMapPropagator,
 	return s.decide(ctx, psc, name, kind), ctx
 }
 
-// unsampledParent is the package's unsampledParent when the propagator is
-// W3C's, so that its reading is the propagator's.
-func (s *sampling) unsampledParent(traceparent, tracestate string) (trace.SpanContext, bool) {
+// readParent is the package's readParent when the propagator is W3C's, so
+// that its reading is the propagator's, and when decide makes the span
+// without the SDK: for an unsampled parent (dropped), or a sampled one with
+// light set. Otherwise the SDK makes the span, under the context the
+// propagator extracts.
+func (s *sampling) readParent(traceparent, tracestate string) (trace.SpanContext, bool) {
 	if s == nil || !s.w3c {
 		return trace.SpanContext{}, false
 	}
-	return unsampledParent(traceparent, tracestate)
+	sc, ok := readParent(traceparent, tracestate)
+	if !ok || sc.IsSampled() && s.light == nil {
+		return trace.SpanContext{}, false
+	}
+	return sc, true
 }
 
 // inject writes the trace context of a dropped span d was decided for into
@@ -171,13 +178,31 @@ func (s *sampling) inject(d decision, h bus.Header) (ok bool) {
 	if s == nil || !s.w3c || !d.drop {
 		return false
 	}
+	setTraceContext(h, d.tid, newSpanID(), d.flags&trace.FlagsRandom, d.ts)
+	return true
+}
+
+// injectSpan writes the trace context of span into h as the W3C
+// propagator does, when span is a lightSpan and the propagator W3C's; ok is
+// false, and h unchanged, otherwise.
+func (s *sampling) injectSpan(span trace.Span, h bus.Header) (ok bool) {
+	ls, light := span.(*lightSpan)
+	if s == nil || !s.w3c || !light {
+		return false
+	}
+	sc := ls.sc
+	setTraceContext(h, sc.TraceID(), sc.SpanID(), sc.TraceFlags()&(trace.FlagsSampled|trace.FlagsRandom), sc.TraceState())
+	return true
+}
+
+// setTraceContext replaces h's trace context with the one given.
+func setTraceContext(h bus.Header, tid trace.TraceID, sid trace.SpanID, flags trace.TraceFlags, ts trace.TraceState) {
 	delete(h, wire.HeaderTraceParent)
 	delete(h, wire.HeaderTraceState)
-	h[wire.HeaderTraceParent] = traceparent(d.tid, newSpanID(), d.flags&trace.FlagsRandom)
-	if d.ts.Len() > 0 {
-		h[wire.HeaderTraceState] = d.ts.String()
+	h[wire.HeaderTraceParent] = traceparent(tid, sid, flags)
+	if ts.Len() > 0 {
+		h[wire.HeaderTraceState] = ts.String()
 	}
-	return true
 }
 
 // traceparent formats a W3C traceparent of version 00.
@@ -301,10 +326,10 @@ func newSpanID() (sid trace.SpanID) {
 	return sid
 }
 
-// unsampledCaller returns the span context of the caller of call when
-// its trace context is one that unsampledParent reads and the propagator is
-// W3C's: then the server span is dropped without the SDK.
-func (s *sampling) unsampledCaller(call *switchboard.Call) (trace.SpanContext, bool) {
+// caller returns the span context of the caller of call when its trace
+// context is one that readParent reads and the span is made without the
+// SDK (see sampling.readParent).
+func (s *sampling) caller(call *switchboard.Call) (trace.SpanContext, bool) {
 	if s == nil || !s.w3c {
 		return trace.SpanContext{}, false
 	}
@@ -312,16 +337,16 @@ func (s *sampling) unsampledCaller(call *switchboard.Call) (trace.SpanContext, b
 	if call.Header != nil {
 		tp, ts = call.Header[wire.HeaderTraceParent], call.Header[wire.HeaderTraceState]
 	}
-	return s.unsampledParent(tp, ts)
+	return s.readParent(tp, ts)
 }
 
-// unsampledParent reads a traceparent in the form this package and every
-// W3C implementation sends ("00-" 32 hex "-" 16 hex "-" 2 hex, lowercase)
-// whose sampled flag is off, and returns its span context as a remote
-// parent. ok is false for anything else (absent, sampled, another version,
-// malformed): the propagator then reads it, with all the rules of the
-// specification.
-func unsampledParent(traceparent, tracestate string) (sc trace.SpanContext, ok bool) {
+// readParent reads a traceparent in the form this package and every W3C
+// implementation sends ("00-" 32 hex "-" 16 hex "-" 2 hex, lowercase) with
+// no tracestate, and returns its span context as a remote parent, as the
+// propagator would. ok is false for anything else (absent, another
+// version, malformed, reserved flags, a tracestate): the propagator then
+// reads it, with all the rules of the specification.
+func readParent(traceparent, tracestate string) (sc trace.SpanContext, ok bool) {
 	const n = 2 + 1 + 32 + 1 + 16 + 1 + 2
 	tp := traceparent
 	if len(tp) != n || tp[0] != '0' || tp[1] != '0' || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' || tracestate != "" {
@@ -334,7 +359,8 @@ func unsampledParent(traceparent, tracestate string) (sc trace.SpanContext, ok b
 		return sc, false
 	}
 	f := trace.TraceFlags(flags[0])
-	if f.IsSampled() || !tid.IsValid() || !sid.IsValid() {
+	if f > trace.FlagsSampled|trace.FlagsRandom || !tid.IsValid() || !sid.IsValid() {
+		// Version 00 reserves the other flags: the propagator refuses them.
 		return sc, false
 	}
 	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: f, Remote: true}), true

@@ -13,34 +13,42 @@ import (
 	"github.com/switchboard-dev/switchboard/wire"
 )
 
-func TestUnsampledParentReadsOnlyTheCanonicalUnsampledForm(t *testing.T) {
+func TestReadParentReadsOnlyTheCanonicalForm(t *testing.T) {
 	const tid, sid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 	for _, tc := range []struct {
 		tp, ts string
 		ok     bool
+		flags  trace.TraceFlags
 	}{
-		{"00-" + tid + "-" + sid + "-00", "", true},
-		{"00-" + tid + "-" + sid + "-02", "", true}, // other flags kept, unsampled
-		{"00-" + tid + "-" + sid + "-01", "", false},
-		{"00-" + tid + "-" + sid + "-03", "", false},
-		{"00-" + tid + "-" + sid + "-00", "k=v", false}, // trace state: the propagator parses it
-		{"01-" + tid + "-" + sid + "-00", "", false},
-		{"ff-" + tid + "-" + sid + "-00", "", false},
-		{"00-4BF92F3577B34DA6A3CE929D0E0E4736-" + sid + "-00", "", false},
-		{"00-00000000000000000000000000000000-" + sid + "-00", "", false},
-		{"00-" + tid + "-0000000000000000-00", "", false},
-		{"00-" + tid + "-" + sid + "-0g", "", false},
-		{"00-" + tid + "-" + sid + "-00-", "", false},
-		{"00-" + tid + "_" + sid + "-00", "", false},
-		{"", "", false},
+		{"00-" + tid + "-" + sid + "-00", "", true, 0},
+		{"00-" + tid + "-" + sid + "-02", "", true, trace.FlagsRandom},
+		{"00-" + tid + "-" + sid + "-01", "", true, trace.FlagsSampled},
+		{"00-" + tid + "-" + sid + "-03", "", true, trace.FlagsSampled | trace.FlagsRandom},
+		{"00-" + tid + "-" + sid + "-04", "", false, 0},    // reserved flags: the propagator refuses them
+		{"00-" + tid + "-" + sid + "-00", "k=v", false, 0}, // trace state: the propagator parses it
+		{"01-" + tid + "-" + sid + "-00", "", false, 0},
+		{"ff-" + tid + "-" + sid + "-00", "", false, 0},
+		{"00-4BF92F3577B34DA6A3CE929D0E0E4736-" + sid + "-00", "", false, 0},
+		{"00-00000000000000000000000000000000-" + sid + "-00", "", false, 0},
+		{"00-" + tid + "-0000000000000000-00", "", false, 0},
+		{"00-" + tid + "-" + sid + "-0g", "", false, 0},
+		{"00-" + tid + "-" + sid + "-00-", "", false, 0},
+		{"00-" + tid + "_" + sid + "-00", "", false, 0},
+		{"", "", false, 0},
 	} {
-		sc, ok := unsampledParent(tc.tp, tc.ts)
+		sc, ok := readParent(tc.tp, tc.ts)
 		if ok != tc.ok {
-			t.Errorf("unsampledParent(%q, %q) ok = %v, want %v", tc.tp, tc.ts, ok, tc.ok)
+			t.Errorf("readParent(%q, %q) ok = %v, want %v", tc.tp, tc.ts, ok, tc.ok)
 			continue
 		}
-		if ok && (sc.TraceID().String() != tid || sc.SpanID().String() != sid || sc.IsSampled() || !sc.IsRemote()) {
-			t.Errorf("unsampledParent(%q) = %v, want trace %s span %s, remote, unsampled", tc.tp, sc, tid, sid)
+		if ok && (sc.TraceID().String() != tid || sc.SpanID().String() != sid || sc.TraceFlags() != tc.flags || !sc.IsRemote()) {
+			t.Errorf("readParent(%q) = %v, want trace %s span %s flags %v, remote", tc.tp, sc, tid, sid, tc.flags)
+		}
+		if ok {
+			want := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": tc.tp})
+			if w := trace.SpanContextFromContext(want); !w.Equal(sc) {
+				t.Errorf("readParent(%q) = %v, the propagator reads %v", tc.tp, sc, w)
+			}
 		}
 	}
 }

@@ -102,8 +102,9 @@ func (in Instrumentation) Server() switchboard.Middleware {
 		return func(ctx context.Context, call *switchboard.Call) (any, error) {
 			name := spanName{spanNames, call.Service, call.Endpoint}
 			var span trace.Span
-			if sc, ok := fast.unsampledCaller(call); ok {
-				ctx, span = dropped(ctx, tp, sc.TraceID(), sc.TraceFlags(), sc.TraceState())
+			if sc, ok := fast.caller(call); ok {
+				// Dropped, or recorded without the SDK: no context to extract.
+				ctx, span = fast.decide(ctx, sc, name, trace.SpanKindServer).start(ctx, tracer, tp, name, trace.SpanKindServer, kindServer)
 			} else {
 				if call.Header != nil {
 					ctx = prop.Extract(ctx, HeaderCarrier(call.Header))
@@ -112,7 +113,11 @@ func (in Instrumentation) Server() switchboard.Middleware {
 				}
 				ctx, span = fast.start(ctx, tracer, tp, name, trace.SpanKindServer, kindServer)
 			}
-			if span.IsRecording() {
+			if ls, ok := span.(*lightSpan); ok {
+				// The same, without an allocation for the arguments.
+				ls.SetAttributes(keyRPCSystem.String(System), keyRPCService.String(call.Service),
+					keyRPCMethod.String(call.Endpoint), keyCaller.String(call.Envelope.Caller))
+			} else if span.IsRecording() {
 				span.SetAttributes(keyRPCSystem.String(System), keyRPCService.String(call.Service),
 					keyRPCMethod.String(call.Endpoint), keyCaller.String(call.Envelope.Caller))
 			}
@@ -145,11 +150,16 @@ func (in Instrumentation) Client() switchboard.ClientMiddleware {
 				return next(ctx, call, reply)
 			}
 			ctx, span := d.start(parent, tracer, tp, name, trace.SpanKindClient, kindClient)
-			if span.IsRecording() {
+			if ls, ok := span.(*lightSpan); ok {
+				ls.SetAttributes(keyRPCSystem.String(System), keyRPCService.String(call.Service),
+					keyRPCMethod.String(call.Endpoint))
+			} else if span.IsRecording() {
 				span.SetAttributes(keyRPCSystem.String(System), keyRPCService.String(call.Service),
 					keyRPCMethod.String(call.Endpoint))
 			}
-			inject(ctx, prop, call.Header)
+			if !fast.injectSpan(span, call.Header) {
+				inject(ctx, prop, call.Header)
+			}
 			// The envelope is what goes on the wire: keep it in step.
 			call.Envelope.TraceParent = call.Header[wire.HeaderTraceParent]
 			call.Envelope.TraceState = call.Header[wire.HeaderTraceState]
@@ -177,7 +187,9 @@ func (in Instrumentation) Publish() switchboard.PublishMiddleware {
 				span.SetAttributes(keyMsgSystem.String(System), keyMsgDestination.String(p.Topic),
 					keyMsgOpType.String("send"), keyMsgOpName.String("publish"), keyMsgID.String(p.Event.ID))
 			}
-			inject(ctx, prop, p.Header)
+			if !fast.injectSpan(span, p.Header) {
+				inject(ctx, prop, p.Header)
+			}
 			err := next(ctx, p)
 			endMessaging(span, err)
 			return err
@@ -256,7 +268,9 @@ func serverFault(c bus.Code) bool {
 func anyFault(c bus.Code) bool { return c != bus.OK }
 
 func endRPC(span trace.Span, err error, fault func(bus.Code) bool) {
-	if span.IsRecording() {
+	if ls, ok := span.(*lightSpan); ok && err == nil {
+		ls.SetAttributes(keyRPCStatus.String(bus.OK.String())) // without an allocation
+	} else if span.IsRecording() {
 		code := bus.ErrorCode(err)
 		span.SetAttributes(keyRPCStatus.String(code.String()))
 		if err != nil {
