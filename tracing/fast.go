@@ -9,10 +9,11 @@ import (
 	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
+	"go.opentelemetry.io/otel/trace/embedded"
 
 	"github.com/switchboard-dev/switchboard"
 	"github.com/switchboard-dev/switchboard/bus"
@@ -283,15 +284,24 @@ func (p *keyProbe) Value(key any) any {
 
 // droppedSpan is a span the sampler dropped: it records nothing and carries
 // its span context on. Its TracerProvider is the service's, as the SDK's
-// own non-recording spans say.
+// own non-recording spans say. (It does not embed noop.Span, whose span
+// context would make it 64 bytes larger.)
 type droppedSpan struct {
-	noop.Span
+	embedded.Span
 	tp trace.TracerProvider
 	sc trace.SpanContext
 }
 
-func (s *droppedSpan) SpanContext() trace.SpanContext       { return s.sc }
-func (s *droppedSpan) TracerProvider() trace.TracerProvider { return s.tp }
+func (s *droppedSpan) SpanContext() trace.SpanContext        { return s.sc }
+func (s *droppedSpan) TracerProvider() trace.TracerProvider  { return s.tp }
+func (*droppedSpan) IsRecording() bool                       { return false }
+func (*droppedSpan) SetStatus(codes.Code, string)            {}
+func (*droppedSpan) SetAttributes(...attribute.KeyValue)     {}
+func (*droppedSpan) End(...trace.SpanEndOption)              {}
+func (*droppedSpan) RecordError(error, ...trace.EventOption) {}
+func (*droppedSpan) AddEvent(string, ...trace.EventOption)   {}
+func (*droppedSpan) AddLink(trace.Link)                      {}
+func (*droppedSpan) SetName(string)                          {}
 
 // presetTraceID is the context key under which start hands presetIDs the
 // trace ID of a new trace it decided to record.
