@@ -228,20 +228,21 @@ func dropped(ctx context.Context, tp trace.TracerProvider, tid trace.TraceID, fl
 		sp := &droppedSpan{tp: tp, sc: sc}
 		return trace.ContextWithSpan(ctx, sp), sp
 	}
-	c := &droppedCtx{Context: ctx, span: droppedSpan{tp: tp, sc: sc}}
+	c := &spanCtx[droppedSpan]{Context: ctx, span: droppedSpan{tp: tp, sc: sc}}
 	return c, &c.span
 }
 
-// droppedCtx is the context trace.ContextWithSpan(parent, span) would
-// make, with the span inside it: it answers the key under which package
-// trace keeps a context's span (spanKey) with its span, and every other
-// key as its parent does.
-type droppedCtx struct {
+// spanCtx is the context trace.ContextWithSpan(parent, &span) would make,
+// with the span inside it, so that both take one allocation: it answers
+// the key under which package trace keeps a context's span (spanKey) with
+// its span, and every other key as its parent does. S is droppedSpan or
+// lightSpan.
+type spanCtx[S any] struct {
 	context.Context
-	span droppedSpan
+	span S
 }
 
-func (c *droppedCtx) Value(key any) any {
+func (c *spanCtx[S]) Value(key any) any {
 	if key == spanKey {
 		return &c.span
 	}
@@ -251,7 +252,7 @@ func (c *droppedCtx) Value(key any) any {
 // spanKey is the context key of package trace's span, learnt by asking:
 // the one key trace.SpanFromContext asks its context for. It is nil, and
 // dropped uses trace.ContextWithSpan, should package trace look a span up
-// any other way (init checks that a droppedCtx holds its span for it).
+// any other way (init checks that a spanCtx holds its span for it).
 var spanKey any
 
 func init() {
@@ -261,7 +262,7 @@ func init() {
 		return
 	}
 	spanKey = probe.key
-	c := &droppedCtx{Context: context.Background(), span: droppedSpan{sc: trace.NewSpanContext(trace.SpanContextConfig{
+	c := &spanCtx[droppedSpan]{Context: context.Background(), span: droppedSpan{sc: trace.NewSpanContext(trace.SpanContextConfig{
 		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}})}}
 	if trace.SpanFromContext(c) != trace.Span(&c.span) || !trace.SpanContextFromContext(c).Equal(c.span.sc) {
 		spanKey = nil

@@ -22,8 +22,8 @@ import (
 // all that leaves the process is the compact form of package tracing: name,
 // kind, times, status, attributes, links. The middleware then records its
 // spans itself, as lightSpan, in one allocation that holds the span and the
-// context carrying it, and hands them to the same batchers as the SDK's
-// spans. Spans that the handlers start themselves, with the service's
+// context carrying it (spanCtx), and hands them to the same batchers as the
+// SDK's spans. Spans that the handlers start themselves, with the service's
 // tracer provider, still come from the SDK; the two kinds are children and
 // parents of each other as usual, since both are spans of package trace.
 
@@ -87,26 +87,12 @@ var (
 	_ finished   = (*lightSpan)(nil)
 )
 
-// lightCtx is a context holding a lightSpan, made with it in one
-// allocation (see droppedCtx).
-type lightCtx struct {
-	context.Context
-	span lightSpan
-}
-
-func (c *lightCtx) Value(key any) any {
-	if key == spanKey {
-		return &c.span
-	}
-	return c.Context.Value(key)
-}
-
 // start starts a span that d decided to record, a child of d.parent (none
 // for a new trace), and returns ctx with it.
 func (r *lightRecorder) start(ctx context.Context, d decision, name string, kind trace.SpanKind) (context.Context, *lightSpan) {
 	var s *lightSpan
 	if spanKey != nil {
-		c := &lightCtx{Context: ctx}
+		c := &spanCtx[lightSpan]{Context: ctx}
 		s, ctx = &c.span, c
 	} else {
 		s = &lightSpan{}
