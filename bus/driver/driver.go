@@ -98,8 +98,9 @@ type Delivery interface {
 	// Attempt returns the 1-based delivery count as the broker knows it.
 	Attempt() int
 	// Ack acknowledges the delivery; the broker must not deliver it again to
-	// this group. It returns after the broker confirmed the ack when the
-	// broker can confirm acks.
+	// this group. It need not wait for the broker to confirm the ack: an
+	// ack lost on the way means a redelivery, never a loss, and package bus
+	// goes on either way.
 	Ack(ctx context.Context) error
 	// Nak asks for redelivery after delay (0 means as soon as possible).
 	Nak(ctx context.Context, delay time.Duration) error

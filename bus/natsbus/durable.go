@@ -413,14 +413,19 @@ func (s *durableSub) newDelivery(m *nats.Msg) *delivery {
 func (d *delivery) Message() *driver.Message { return d.msg }
 func (d *delivery) Attempt() int             { return d.attempt }
 
-// Ack sends +ACK and waits for the server to confirm it (a double ack).
+// Ack sends +ACK without waiting for the server to confirm it, as a
+// JetStream client's plain ack does: the consumer goes on to the next
+// event at once. Waiting would add a round trip to every event and guard
+// nothing: an ack that is lost has the event redelivered after AckWait,
+// never lost, whether or not anyone waited for it. Acks leave in order on
+// the connection, ahead of this instance's later pull requests, and Close
+// flushes those still buffered.
 func (d *delivery) Ack(ctx context.Context) error {
 	defer d.done()
 	if err := d.c.ready(ctx, "ack", d.msg.Subject); err != nil {
 		return err
 	}
-	_, err := d.c.nc.RequestWithContext(ctx, d.reply, ackAck)
-	return wrapErr("ack", d.c.prefix+d.msg.Subject, err)
+	return wrapErr("ack", d.c.prefix+d.msg.Subject, d.c.nc.Publish(d.reply, ackAck))
 }
 
 // Nak sends -NAK, with the delay when there is one. The server does not
