@@ -185,3 +185,71 @@ func busSpans(t *testing.T, withProcessor bool) (spans map[string]shape, sdkSpan
 	}
 	return spans, sdkSpan
 }
+
+// app.Run installs tracing before it connects and attaches the bus later:
+// spans recorded without the SDK must go to a bus attached after the
+// services were instrumented, and those recorded before any bus was
+// attached go nowhere, without harm to the calls.
+func TestSpansGoToABusAttachedAfterInstrument(t *testing.T) {
+	conn := embeddedBus(t)
+	ctx := testContext(t)
+	got := make(chan tracing.Span, 16)
+	sub, err := conn.Listen(ctx, tracing.Subject, func(m *bus.Message) {
+		ss, _, err := tracing.DecodeBatch(m.Body)
+		if err != nil {
+			t.Errorf("batch: %v", err)
+		}
+		for _, s := range ss {
+			got <- s
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Stop(context.Background())
+	p, err := tracing.New(ctx, tracing.Options{Sampler: tracing.ParentBased(sdktrace.AlwaysSample()), BatchTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Shutdown(context.Background()) })
+	svc := switchboard.NewService("svcc", "1.0.0", switchboard.WithLogger(quiet()))
+	epC.Handle(svc, func(ctx context.Context, r *req) (*rep, error) { return &rep{N: r.N}, nil })
+	start(t, conn, p, svc)
+	cl := switchboard.NewClient(conn, p.ClientOptions("tester")...)
+	defer cl.Close()
+	if _, err := epC.Call(ctx, cl, &req{N: 1}); err != nil {
+		t.Fatalf("a call before any bus is attached: %v", err)
+	}
+	p.AttachBus(conn)
+	if _, err := epC.Call(ctx, cl, &req{N: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ForceFlush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	var trace string
+	for range 2 {
+		select {
+		case s := <-got:
+			kinds[s.Kind]++
+			if trace != "" && s.TraceID != trace {
+				t.Errorf("the two spans are in traces %s and %s", trace, s.TraceID)
+			}
+			trace = s.TraceID
+		case <-time.After(timeout):
+			t.Fatalf("spans that arrived: %v; want the client and server spans of the second call", kinds)
+		}
+	}
+	if kinds["client"] != 1 || kinds["server"] != 1 {
+		t.Errorf("spans by kind %v, want one client and one server span", kinds)
+	}
+	if err := p.ForceFlush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-got:
+		t.Errorf("a span of the call made before the bus was attached arrived: %+v", s)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
