@@ -47,6 +47,12 @@ type Options struct {
 	// SpanProcessors receive every span too, for tests (a
 	// tracetest.InMemoryExporter in a SimpleSpanProcessor) or other
 	// exporters. The Pipeline shuts them down.
+	//
+	// Without them and without OTLP, spans go only over the bus, and the
+	// middleware records the spans of calls and events itself rather than
+	// through the SDK (see lightSpan): they implement trace.Span, but are
+	// not sdktrace.ReadWriteSpan, and they keep no events. Spans a handler
+	// starts itself come from the SDK either way.
 	SpanProcessors []sdktrace.SpanProcessor
 	// Propagator carries trace context in headers (default W3C trace
 	// context).
