@@ -66,9 +66,9 @@ type decision struct {
 	// fresh says a new trace tid is recorded: the SDK makes the span with
 	// that trace ID.
 	fresh bool
-	// light says the span is recorded, by rec: in trace tid, with trace
-	// state ts and flags (sampled added), a child of parent (invalid for a
-	// new trace), with the attributes the sampler gave.
+	// light, when set, records the span without the SDK: in trace tid,
+	// with trace state ts and flags (sampled added), a child of parent
+	// (invalid for a new trace), with the attributes the sampler gave.
 	light  *lightRecorder
 	parent trace.SpanContext
 	attrs  []attribute.KeyValue

@@ -2,9 +2,11 @@ package tracing
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -113,12 +115,8 @@ func (in Instrumentation) Server() switchboard.Middleware {
 				}
 				ctx, span = fast.start(ctx, tracer, tp, name, trace.SpanKindServer, kindServer)
 			}
-			if ls, ok := span.(*lightSpan); ok {
-				// The same, without an allocation for the arguments.
-				ls.SetAttributes(keyRPCSystem.String(System), keyRPCService.String(call.Service),
-					keyRPCMethod.String(call.Endpoint), keyCaller.String(call.Envelope.Caller))
-			} else if span.IsRecording() {
-				span.SetAttributes(keyRPCSystem.String(System), keyRPCService.String(call.Service),
+			if span.IsRecording() {
+				setAttributes(span, keyRPCSystem.String(System), keyRPCService.String(call.Service),
 					keyRPCMethod.String(call.Endpoint), keyCaller.String(call.Envelope.Caller))
 			}
 			rsp, err := next(ctx, call)
@@ -150,11 +148,8 @@ func (in Instrumentation) Client() switchboard.ClientMiddleware {
 				return next(ctx, call, reply)
 			}
 			ctx, span := d.start(parent, tracer, tp, name, trace.SpanKindClient, kindClient)
-			if ls, ok := span.(*lightSpan); ok {
-				ls.SetAttributes(keyRPCSystem.String(System), keyRPCService.String(call.Service),
-					keyRPCMethod.String(call.Endpoint))
-			} else if span.IsRecording() {
-				span.SetAttributes(keyRPCSystem.String(System), keyRPCService.String(call.Service),
+			if span.IsRecording() {
+				setAttributes(span, keyRPCSystem.String(System), keyRPCService.String(call.Service),
 					keyRPCMethod.String(call.Endpoint))
 			}
 			if !fast.injectSpan(span, call.Header) {
@@ -184,7 +179,7 @@ func (in Instrumentation) Publish() switchboard.PublishMiddleware {
 			}
 			ctx, span := d.start(parent, tracer, tp, name, trace.SpanKindProducer, kindProducer)
 			if span.IsRecording() {
-				span.SetAttributes(keyMsgSystem.String(System), keyMsgDestination.String(p.Topic),
+				setAttributes(span, keyMsgSystem.String(System), keyMsgDestination.String(p.Topic),
 					keyMsgOpType.String("send"), keyMsgOpName.String("publish"), keyMsgID.String(p.Event.ID))
 			}
 			if !fast.injectSpan(span, p.Header) {
@@ -224,10 +219,10 @@ func (in Instrumentation) Consumer() switchboard.ConsumerMiddleware {
 				ctx, span = fast.start(ctx, tracer, tp, name, trace.SpanKindConsumer, kindConsumer)
 			}
 			if span.IsRecording() {
-				span.SetAttributes(keyMsgSystem.String(System), keyMsgDestination.String(ev.Topic),
+				setAttributes(span, keyMsgSystem.String(System), keyMsgDestination.String(ev.Topic),
 					keyMsgOpType.String("process"), keyMsgOpName.String("process"))
 				if ev.Info != nil {
-					span.SetAttributes(keyMsgID.String(ev.Info.ID), keyMsgGroup.String(ev.Info.Group),
+					setAttributes(span, keyMsgID.String(ev.Info.ID), keyMsgGroup.String(ev.Info.Group),
 						keyMsgAttempt.Int(ev.Info.Attempt))
 				}
 			}
@@ -253,6 +248,17 @@ func inject(ctx context.Context, prop propagation.TextMapPropagator, h bus.Heade
 	prop.Inject(ctx, HeaderCarrier(h))
 }
 
+// setAttributes is span.SetAttributes for the middleware's own attributes:
+// a lightSpan takes them without the allocation that arguments to an
+// interface method cost (kvs does not escape).
+func setAttributes(span trace.Span, kvs ...attribute.KeyValue) {
+	if ls, ok := span.(*lightSpan); ok {
+		ls.SetAttributes(kvs...)
+		return
+	}
+	span.SetAttributes(slices.Clone(kvs)...)
+}
+
 // serverFault says which codes mark a SERVER span as failed: those that
 // mean the server failed, as the OpenTelemetry RPC conventions say for
 // gRPC. A NotFound or InvalidArgument is the caller's problem, recorded in
@@ -268,13 +274,11 @@ func serverFault(c bus.Code) bool {
 func anyFault(c bus.Code) bool { return c != bus.OK }
 
 func endRPC(span trace.Span, err error, fault func(bus.Code) bool) {
-	if ls, ok := span.(*lightSpan); ok && err == nil {
-		ls.SetAttributes(keyRPCStatus.String(bus.OK.String())) // without an allocation
-	} else if span.IsRecording() {
+	if span.IsRecording() {
 		code := bus.ErrorCode(err)
-		span.SetAttributes(keyRPCStatus.String(code.String()))
+		setAttributes(span, keyRPCStatus.String(code.String()))
 		if err != nil {
-			span.SetAttributes(keyErrorType.String(code.String()))
+			setAttributes(span, keyErrorType.String(code.String()))
 			if fault(code) {
 				span.SetStatus(codes.Error, strings.TrimPrefix(err.Error(), code.String()+": "))
 			}
@@ -285,7 +289,7 @@ func endRPC(span trace.Span, err error, fault func(bus.Code) bool) {
 
 func endMessaging(span trace.Span, err error) {
 	if err != nil && span.IsRecording() {
-		span.SetAttributes(keyErrorType.String(bus.ErrorCode(err).String()))
+		setAttributes(span, keyErrorType.String(bus.ErrorCode(err).String()))
 		span.SetStatus(codes.Error, err.Error())
 	}
 	span.End()
