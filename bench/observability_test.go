@@ -51,6 +51,8 @@ func BenchmarkObservability(b *testing.B) {
 	ctx, e := benchEnv(b)
 	srv, cli := benchBus(b, ctx, e, "obs-server"), benchBus(b, ctx, e, "obs-caller")
 	def := tracing.ParentBased(sdktrace.TraceIDRatioBased(tracing.DefaultRatio))
+	// bare and observed are the two sides of the observability table,
+	// made as `bench rpc` makes them; the others add one part to bare.
 	parts := []obsPart{
 		{name: "bare"},
 		{name: "traceparent-only", traceparent: true},
@@ -59,20 +61,37 @@ func BenchmarkObservability(b *testing.B) {
 		{name: "tracing-all-sampled", sampler: tracing.ParentBased(sdktrace.AlwaysSample())},
 		{name: "metrics-health", metrics: true},
 		{name: "traffic", traffic: true},
-		{name: "observed", sampler: def, metrics: true, traffic: true},
+		{name: "observed"},
 	}
 	type variant struct {
-		ep              switchboard.EndpointDef[*QuoteRequest, *QuoteReply]
-		cl              *switchboard.Client
+		call            callFunc
 		wall, cpu       time.Duration
 		mallocs, called uint64
 	}
 	vs := make([]*variant, len(parts))
 	for i, p := range parts {
-		ep, cl := startObsPart(b, ctx, fmt.Sprintf("obs%d", i), p, srv, cli)
-		vs[i] = &variant{ep: ep, cl: cl}
+		name := fmt.Sprintf("obs%d", i)
+		var call callFunc
+		switch p.name {
+		case "bare", "observed":
+			s := &sbRPC{protect: p.name == "bare"}
+			if p.name == "observed" {
+				var err error
+				if s.obs, err = newObservability(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := s.start(ctx, name, srv, cli); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(s.stop)
+			call = s.callSwitchboard
+		default:
+			call = startObsPart(b, ctx, name, p, srv, cli)
+		}
+		vs[i] = &variant{call: call}
 		for n := range 200 { // warm up
-			if _, err := ep.Call(ctx, cl, request(n)); err != nil {
+			if err := call(ctx, n); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -86,7 +105,7 @@ func BenchmarkObservability(b *testing.B) {
 			v := vs[(r+done/obsChunk)%len(vs)] // each variant in every position in turn
 			m0, c0, t0 := mallocs(), processCPU(), time.Now()
 			for i := range n {
-				if _, err := v.ep.Call(ctx, v.cl, request(done+i)); err != nil {
+				if err := v.call(ctx, done+i); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -131,8 +150,9 @@ func benchBus(b *testing.B, ctx context.Context, e *env, name string) *bus.Conn 
 }
 
 // startObsPart serves the quote endpoint as service name on srv with the
-// default protections and part p, and returns it with a client on cli.
-func startObsPart(b *testing.B, ctx context.Context, name string, p obsPart, srv, cli *bus.Conn) (switchboard.EndpointDef[*QuoteRequest, *QuoteReply], *switchboard.Client) {
+// default protections and part p, and returns a call to it from a client
+// on cli.
+func startObsPart(b *testing.B, ctx context.Context, name string, p obsPart, srv, cli *bus.Conn) callFunc {
 	b.Helper()
 	ep := switchboard.Endpoint[*QuoteRequest, *QuoteReply](name, "quote")
 	svc := switchboard.NewService(name, "1.0.0", switchboard.WithLogger(quiet))
@@ -186,5 +206,8 @@ func startObsPart(b *testing.B, ctx context.Context, name string, p obsPart, srv
 	}
 	cl := switchboard.NewClient(cli, append(opts, switchboard.WithCaller("bench"))...)
 	b.Cleanup(func() { cl.Close() })
-	return ep, cl
+	return func(ctx context.Context, i int) error {
+		_, err := ep.Call(ctx, cl, request(i))
+		return err
+	}
 }
