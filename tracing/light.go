@@ -120,8 +120,7 @@ func (s *lightSpan) End(options ...trace.SpanEndOption) {
 	}
 	if len(options) > 0 {
 		if cfg := trace.NewSpanEndConfig(options...); !cfg.Timestamp().IsZero() {
-			ts := cfg.Timestamp()
-			et = ts
+			et = cfg.Timestamp()
 		}
 	}
 	s.ended, s.end = true, et
