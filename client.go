@@ -21,6 +21,7 @@ type Caller interface{ client() *Client }
 type Client struct {
 	conn    *bus.Conn
 	caller  string
+	source  string // the CloudEvents source of its events: /switchboard/CALLER
 	timeout time.Duration
 	mw      []ClientMiddleware
 	invoker Invoker
@@ -59,6 +60,7 @@ func NewClient(conn *bus.Conn, opts ...ClientOption) *Client {
 	for _, o := range opts {
 		o(c)
 	}
+	c.source = "/switchboard/" + c.caller
 	c.invoker = chainClient(c.send, c.mw)
 	c.publish = chainPublish(func(ctx context.Context, p *Publication) error {
 		return c.conn.Publish(ctx, &bus.Message{Subject: p.Topic, Header: p.Header, Body: p.Body, ID: p.Event.ID})

@@ -457,8 +457,8 @@ func (s *Service) dispatch(ctx context.Context, e *endpoint, env wire.Envelope, 
 	}
 	// The handler's context: the caller's deadline and the Call.
 	hc := &handlerCtx{}
-	hc.init(ctx, env.Deadline)
-	defer hc.cancel()
+	hc.Init(ctx, env.Deadline)
+	defer hc.Cancel()
 	ctx = hc
 	if n := e.inFlight.Add(1); n > e.maxInFlight {
 		e.inFlight.Add(-1)

@@ -65,7 +65,7 @@ func (t TopicDef[E]) Publish(ctx context.Context, c Caller, ev E, opts ...Publis
 	if cl.err != nil {
 		return cl.err
 	}
-	meta := wire.Event{ID: uuid.NewString(), Source: "/switchboard/" + cl.caller, Type: t.name, Time: time.Now(),
+	meta := wire.Event{ID: uuid.NewString(), Source: cl.source, Type: t.name, Time: time.Now(),
 		DataContentType: wire.DefaultContentType(ev)}
 	for _, o := range opts {
 		o(&meta)
@@ -90,7 +90,7 @@ func (c *Client) PublishRaw(ctx context.Context, topic string, meta wire.Event, 
 		meta.Type = topic
 	}
 	if meta.Source == "" {
-		meta.Source = "/switchboard/" + c.caller
+		meta.Source = c.source
 	}
 	if meta.Time.IsZero() {
 		meta.Time = time.Now()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/bus/driver"
+	"github.com/switchboard-dev/switchboard/internal/lazyctx"
 )
 
 // Defaults used when a caller does not say otherwise.
@@ -358,7 +359,7 @@ func (c *Conn) handle(ctx context.Context, topic, group string, h Handler, opts 
 	m := fromDriver(d.Message())
 	attempt := d.Attempt()
 	if skipReplay(m.Header, group) { // another group's replayed dead letter
-		actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		actx, cancel := settleContext()
 		defer cancel()
 		_ = d.Ack(actx)
 		opts.observe(Settled{Topic: topic, Group: group, Attempt: attempt, Outcome: Skipped})
@@ -367,7 +368,7 @@ func (c *Conn) handle(ctx context.Context, topic, group string, h Handler, opts 
 	start := time.Now()
 	err := safeCall(ctx, h, &Delivery{Message: m, Attempt: attempt, Group: group})
 	took := time.Since(start)
-	actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	actx, cancel := settleContext()
 	defer cancel()
 	if err == nil {
 		_ = d.Ack(actx) // a lost ack means a redelivery, never a loss
@@ -409,6 +410,18 @@ func (c *Conn) handle(ctx context.Context, topic, group string, h Handler, opts 
 		retried.Outcome = Dropped
 	}
 	opts.observe(retried)
+}
+
+// settleTimeout bounds what settling a delivery may wait for: its Ack, Nak
+// or dead-letter publish.
+const settleTimeout = 10 * time.Second
+
+// settleContext is the context a delivery is settled with, bounded by
+// settleTimeout. Its timer starts only if something waits on it: the
+// drivers' acks do not (a lost ack means a redelivery), so the usual
+// settlement costs no timer.
+func settleContext() (context.Context, context.CancelFunc) {
+	return lazyctx.New(context.Background(), time.Now().Add(settleTimeout))
 }
 
 func (o *SubscribeOptions) observe(s Settled) {

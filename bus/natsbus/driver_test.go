@@ -436,3 +436,55 @@ func TestErrorsWrapDriverSentinelsAndKeepTheCause(t *testing.T) {
 		t.Error("wrapErr(nil) != nil")
 	}
 }
+
+// TestSettlingTwiceGivesBackRoomOnce checks that a delivery settled twice
+// (outside the driver contract, which asks for exactly one Ack or Nak)
+// frees its room in the member's prefetch once, so the member never holds
+// more than its prefetch.
+func TestSettlingTwiceGivesBackRoomOnce(t *testing.T) {
+	srv := testServer(t, ServerOptions{})
+	c := testOpen(t, srv.ClientURL())
+	deliveries := make(chan driver.Delivery, 4)
+	sub, err := c.Driver().Subscribe(ctxWait(t), driver.SubscribeSpec{Topic: "room", Group: "g", Prefetch: 1, AckWait: time.Minute},
+		func(d driver.Delivery) { deliveries <- d })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Stop(ctxWait(t))
+	held := func() int {
+		s := sub.(*durableSub)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.held
+	}
+	for i := range 2 {
+		if err := c.Publish(ctxWait(t), &bus.Message{Subject: "room", Body: []byte{byte('a' + i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var d driver.Delivery
+	select {
+	case d = <-deliveries:
+	case <-time.After(wait):
+		t.Fatal("no delivery")
+	}
+	if err := d.Ack(ctxWait(t)); err != nil {
+		t.Fatal(err)
+	}
+	_ = d.Ack(ctxWait(t))
+	_ = d.Nak(ctxWait(t), 0)
+	select {
+	case d = <-deliveries:
+	case <-time.After(wait):
+		t.Fatal("the second event was not delivered after the first was acked")
+	}
+	if n := held(); n != 1 {
+		t.Errorf("held = %d with one delivery unsettled, want 1", n)
+	}
+	if err := d.Ack(ctxWait(t)); err != nil {
+		t.Fatal(err)
+	}
+	if n := held(); n != 0 {
+		t.Errorf("held = %d after every delivery was settled, want 0", n)
+	}
+}

@@ -396,18 +396,26 @@ type delivery struct {
 	reply   string // the ack subject
 	msg     *driver.Message
 	attempt int
-	done    func() // called once, after the first Ack or Nak
+	sub     *durableSub
+	settled atomic.Bool // set by the first Ack or Nak, which releases its room
 }
 
 var _ driver.Delivery = (*delivery)(nil)
 
 func (s *durableSub) newDelivery(m *nats.Msg) *delivery {
-	d := &delivery{c: s.c, reply: m.Reply, attempt: 1, done: sync.OnceFunc(s.release)}
+	d := &delivery{c: s.c, reply: m.Reply, attempt: 1, sub: s}
 	d.msg = fromNATS(strings.TrimPrefix(m.Subject, s.c.prefix), m)
 	if md, err := m.Metadata(); err == nil && md.NumDelivered > 0 {
 		d.attempt = int(md.NumDelivered)
 	}
 	return d
+}
+
+// done gives back the room of the delivery in its subscription, once.
+func (d *delivery) done() {
+	if d.settled.CompareAndSwap(false, true) {
+		d.sub.release()
+	}
 }
 
 func (d *delivery) Message() *driver.Message { return d.msg }
@@ -425,7 +433,10 @@ func (d *delivery) Ack(ctx context.Context) error {
 	if err := d.c.ready(ctx, "ack", d.msg.Subject); err != nil {
 		return err
 	}
-	return wrapErr("ack", d.c.prefix+d.msg.Subject, d.c.nc.Publish(d.reply, ackAck))
+	if err := d.c.nc.Publish(d.reply, ackAck); err != nil {
+		return wrapErr("ack", d.c.prefix+d.msg.Subject, err)
+	}
+	return nil
 }
 
 // Nak sends -NAK, with the delay when there is one. The server does not
@@ -439,5 +450,8 @@ func (d *delivery) Nak(ctx context.Context, delay time.Duration) error {
 	if delay > 0 {
 		body = fmt.Appendf(nil, `-NAK {"delay": %d}`, delay.Nanoseconds())
 	}
-	return wrapErr("nak", d.c.prefix+d.msg.Subject, d.c.nc.Publish(d.reply, body))
+	if err := d.c.nc.Publish(d.reply, body); err != nil {
+		return wrapErr("nak", d.c.prefix+d.msg.Subject, err)
+	}
+	return nil
 }

@@ -70,15 +70,6 @@ func checkValue(what, v string) error {
 	return nil
 }
 
-// toNATS converts m for sending on subject.
-func toNATS(subject string, m *driver.Message) (*nats.Msg, error) {
-	nm := &nats.Msg{}
-	if _, err := fill(nm, nil, subject, m); err != nil {
-		return nil, err
-	}
-	return nm, nil
-}
-
 // fill makes nm the NATS message for m on subject, reusing nm's header map
 // and vals, the backing array of every header's single value; it returns
 // vals as used.
@@ -91,7 +82,7 @@ func fill(nm *nats.Msg, vals []string, subject string, m *driver.Message) ([]str
 	if nm.Header == nil {
 		nm.Header = make(nats.Header, len(m.Header)+1)
 	}
-	vals = slices.Grow(vals[:0], len(m.Header))[:len(m.Header)]
+	vals = slices.Grow(vals[:0], len(m.Header)+1)[:len(m.Header)+1]
 	i := 0
 	for k, v := range m.Header {
 		if err := checkHeader(k, v); err != nil {
@@ -105,14 +96,16 @@ func fill(nm *nats.Msg, vals []string, subject string, m *driver.Message) ([]str
 		if err := checkValue("message ID", m.ID); err != nil {
 			return vals, err
 		}
-		nm.Header[headerMsgID] = []string{m.ID}
+		vals[i] = m.ID
+		nm.Header[headerMsgID] = vals[i : i+1 : i+1]
 	}
 	return vals, nil
 }
 
-// outgoing is a core NATS message being sent, taken from outgoingPool:
-// nats.go's PublishMsg and RequestMsg encode a message before they return
-// and keep nothing of it, so that its header map and values serve the
+// outgoing is a NATS message being sent, taken from outgoingPool: nats.go's
+// PublishMsg and RequestMsg (and so jetstream's PublishMsg, which adds no
+// header with the options Publish gives it) encode a message before they
+// return and keep nothing of it, so that its header map and values serve the
 // next one instead of three allocations a message.
 type outgoing struct {
 	msg  nats.Msg

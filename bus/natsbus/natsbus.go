@@ -439,16 +439,20 @@ func (c *conn) Publish(ctx context.Context, msg *driver.Message) error {
 	if err := c.ready(ctx, "publish", subject); err != nil {
 		return err
 	}
-	nm, err := toNATS(subject, msg)
+	out, err := newOutgoing(subject, msg)
 	if err != nil {
 		return err
 	}
-	// No retries: package bus decides what to do with a failure.
-	if _, err := c.js.PublishMsg(ctx, nm, jetstream.WithRetryAttempts(0)); err != nil {
+	defer out.release()
+	if _, err := c.js.PublishMsg(ctx, &out.msg, noRetries); err != nil {
 		return wrapErr("publish", subject, err)
 	}
 	return nil
 }
+
+// noRetries is the option of every durable publish: no retries, package bus
+// decides what to do with a failure.
+var noRetries = jetstream.WithRetryAttempts(0)
 
 // MaxMessageSize implements driver.Conn: the server's max_payload.
 func (c *conn) MaxMessageSize() int { return int(c.nc.MaxPayload()) }

@@ -1,4 +1,4 @@
-package switchboard
+package lazyctx
 
 import (
 	"context"
@@ -14,7 +14,7 @@ type ctxKey struct{}
 func TestLazyDeadlineBehavesAsContextWithDeadline(t *testing.T) {
 	t.Run("unarmed", func(t *testing.T) {
 		d := time.Now().Add(time.Hour)
-		ctx, cancel := withDeadline(context.WithValue(context.Background(), ctxKey{}, "v"), d)
+		ctx, cancel := New(context.WithValue(context.Background(), ctxKey{}, "v"), d)
 		defer cancel()
 		if got, ok := ctx.Deadline(); !ok || !got.Equal(d) {
 			t.Errorf("Deadline = %v, %v; want %v", got, ok, d)
@@ -25,12 +25,12 @@ func TestLazyDeadlineBehavesAsContextWithDeadline(t *testing.T) {
 		if ctx.Value(ctxKey{}) != "v" {
 			t.Error("the parent's values are lost")
 		}
-		if ctx.(*lazyDeadline).real.Load() != nil {
+		if ctx.(*Context).armed() {
 			t.Error("Deadline, Err or Value armed the timer")
 		}
 	})
 	t.Run("expires", func(t *testing.T) {
-		ctx, cancel := withDeadline(context.Background(), time.Now().Add(20*time.Millisecond))
+		ctx, cancel := New(context.Background(), time.Now().Add(20*time.Millisecond))
 		defer cancel()
 		select {
 		case <-ctx.Done():
@@ -42,7 +42,7 @@ func TestLazyDeadlineBehavesAsContextWithDeadline(t *testing.T) {
 		}
 	})
 	t.Run("expired-unarmed", func(t *testing.T) {
-		ctx, cancel := withDeadline(context.Background(), time.Now().Add(-time.Millisecond))
+		ctx, cancel := New(context.Background(), time.Now().Add(-time.Millisecond))
 		defer cancel()
 		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			t.Errorf("Err = %v after the deadline, want DeadlineExceeded", ctx.Err())
@@ -57,7 +57,7 @@ func TestLazyDeadlineBehavesAsContextWithDeadline(t *testing.T) {
 		}
 	})
 	t.Run("canceled-unarmed", func(t *testing.T) {
-		ctx, cancel := withDeadline(context.Background(), time.Now().Add(time.Hour))
+		ctx, cancel := New(context.Background(), time.Now().Add(time.Hour))
 		cancel()
 		if !errors.Is(ctx.Err(), context.Canceled) {
 			t.Errorf("Err = %v after cancel, want Canceled", ctx.Err())
@@ -69,7 +69,7 @@ func TestLazyDeadlineBehavesAsContextWithDeadline(t *testing.T) {
 		}
 	})
 	t.Run("canceled-armed", func(t *testing.T) {
-		ctx, cancel := withDeadline(context.Background(), time.Now().Add(time.Hour))
+		ctx, cancel := New(context.Background(), time.Now().Add(time.Hour))
 		done := ctx.Done()
 		cancel()
 		select {
@@ -80,7 +80,7 @@ func TestLazyDeadlineBehavesAsContextWithDeadline(t *testing.T) {
 	})
 	t.Run("parent-canceled", func(t *testing.T) {
 		parent, pcancel := context.WithCancel(context.Background())
-		ctx, cancel := withDeadline(parent, time.Now().Add(time.Hour))
+		ctx, cancel := New(parent, time.Now().Add(time.Hour))
 		defer cancel()
 		pcancel()
 		if !errors.Is(ctx.Err(), context.Canceled) {
@@ -92,14 +92,14 @@ func TestLazyDeadlineBehavesAsContextWithDeadline(t *testing.T) {
 		pd := time.Now().Add(time.Minute)
 		parent, pcancel := context.WithDeadline(context.Background(), pd)
 		defer pcancel()
-		ctx, cancel := withDeadline(parent, pd.Add(time.Hour))
+		ctx, cancel := New(parent, pd.Add(time.Hour))
 		defer cancel()
 		if got, _ := ctx.Deadline(); !got.Equal(pd) {
 			t.Errorf("Deadline = %v, want the parent's %v", got, pd)
 		}
 	})
 	t.Run("derived", func(t *testing.T) {
-		ctx, cancel := withDeadline(context.Background(), time.Now().Add(time.Hour))
+		ctx, cancel := New(context.Background(), time.Now().Add(time.Hour))
 		before := runtime.NumGoroutine()
 		var kids []context.Context
 		var stops []context.CancelFunc
@@ -131,7 +131,7 @@ func TestLazyDeadlineBehavesAsContextWithDeadline(t *testing.T) {
 
 func TestLazyDeadlineIsSafeForConcurrentUse(t *testing.T) {
 	for range 50 {
-		ctx, cancel := withDeadline(context.Background(), time.Now().Add(time.Millisecond))
+		ctx, cancel := New(context.Background(), time.Now().Add(time.Millisecond))
 		var wg sync.WaitGroup
 		for i := range 4 {
 			wg.Go(func() {
