@@ -249,15 +249,35 @@ func (p *eventsPair) publishRaw(ctx context.Context, i int) error {
 // de-duplication id cost, apart from the SDK's code. It is a diagnostic for
 // the Go benchmarks, not a case of the report.
 func (p *eventsPair) publishRawHeaders(ctx context.Context, i int) error {
+	return p.publishRawWith(ctx, i, true, true)
+}
+
+// publishRawCloudEvents is publishRaw with Switchboard's CloudEvents
+// headers and no Nats-Msg-Id, and publishRawMsgID with a fresh Nats-Msg-Id
+// and nothing else: publishRawHeaders split into its two parts, the
+// attributes and the stream's de-duplication.
+func (p *eventsPair) publishRawCloudEvents(ctx context.Context, i int) error {
+	return p.publishRawWith(ctx, i, true, false)
+}
+
+func (p *eventsPair) publishRawMsgID(ctx context.Context, i int) error {
+	return p.publishRawWith(ctx, i, false, true)
+}
+
+func (p *eventsPair) publishRawWith(ctx context.Context, i int, attrs, msgID bool) error {
 	b, err := json.Marshal(event(i))
 	if err != nil {
 		return err
 	}
 	h := make(nats.Header, len(p.sbHeader))
 	for k, v := range p.sbHeader {
-		h[k] = v
+		if attrs && k != jetstream.MsgIDHeader {
+			h[k] = v
+		}
 	}
-	h.Set(jetstream.MsgIDHeader, uuid.NewString())
+	if msgID {
+		h.Set(jetstream.MsgIDHeader, uuid.NewString())
+	}
 	if _, err := p.rawJS.PublishMsg(ctx, &nats.Msg{Subject: p.rawSubject, Header: h, Data: b}); err != nil {
 		return fmt.Errorf("bench: raw publish: %w", err)
 	}
