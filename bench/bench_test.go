@@ -180,10 +180,13 @@ func TestVerdict(t *testing.T) {
 }
 
 // benchEnv starts an embedded server for a benchmark.
-func benchEnv(b *testing.B) (context.Context, *env) {
+func benchEnv(b *testing.B) (context.Context, *env) { return benchEnvWith(b, Config{}) }
+
+// benchEnvWith starts an embedded server configured as cfg (its
+// defaults filled in) for a benchmark.
+func benchEnvWith(b *testing.B, cfg Config) (context.Context, *env) {
 	b.Helper()
 	ctx := context.Background()
-	cfg := Config{}
 	if err := cfg.defaults(); err != nil {
 		b.Fatal(err)
 	}
@@ -329,7 +332,15 @@ func compareConcurrent(b *testing.B, n int, raw, sb callFunc, extra ...namedCall
 // with Switchboard's headers and a fresh Nats-Msg-Id: the share of the
 // difference that the CloudEvents attributes and de-duplication cost.
 func BenchmarkPublish(b *testing.B) {
-	ctx, e := benchEnv(b)
+	p := benchEvents(b, Config{})
+	compare(b, p.publishRaw, p.publishSwitchboard, namedCall{"raw_headers", p.publishRawHeaders})
+}
+
+// benchEvents sets up both event sides over in-process connections to an
+// embedded server configured as cfg, with Switchboard's headers captured
+// for the raw_headers variants.
+func benchEvents(b *testing.B, cfg Config) *eventsPair {
+	ctx, e := benchEnvWith(b, cfg)
 	p, err := newEventsPair(ctx, e, InProcess)
 	if err != nil {
 		b.Fatal(err)
@@ -338,7 +349,7 @@ func BenchmarkPublish(b *testing.B) {
 	if _, _, err := p.wireSizes(ctx); err != nil {
 		b.Fatal(err)
 	}
-	compare(b, p.publishRaw, p.publishSwitchboard, namedCall{"raw_headers", p.publishRawHeaders})
+	return p
 }
 
 // BenchmarkPublishParallel is BenchmarkPublish with four concurrent
@@ -350,24 +361,7 @@ func BenchmarkPublish(b *testing.B) {
 //
 //	go test -run '^$' -bench PublishParallel -benchtime 40000x ./bench/
 func BenchmarkPublishParallel(b *testing.B) {
-	ctx := context.Background()
-	cfg := Config{Sync: "2m"}
-	if err := cfg.defaults(); err != nil {
-		b.Fatal(err)
-	}
-	e, err := newEnv(ctx, &cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(e.close)
-	p, err := newEventsPair(ctx, e, InProcess)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(p.close)
-	if _, _, err := p.wireSizes(ctx); err != nil {
-		b.Fatal(err)
-	}
+	p := benchEvents(b, Config{Sync: "2m"})
 	compareConcurrent(b, 4, p.publishRaw, p.publishSwitchboard,
 		namedCall{"raw_headers", p.publishRawHeaders},
 		namedCall{"raw_cloudevents", p.publishRawCloudEvents},
