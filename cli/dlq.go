@@ -43,8 +43,9 @@ after its replay was confirmed, and what was not replayed stays. Replayed
 events carry the header Sb-Replayed (how many times replayed) and
 Sb-Replay-Of (the dead letter's ID).
 
-RabbitMQ cannot list its queues over AMQP, so there 'list' needs --group
-and --topic (without them it ends with exit code 1 and says so).`,
+RabbitMQ cannot list its queues over AMQP, so there 'list' without --group
+and --topic shows the places of the consumer groups that running services
+announce, and says so.`,
 		Example: `  switchboard dlq list
   switchboard dlq list --group billing --topic order.placed
   switchboard dlq show --group billing --topic order.placed 42

@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/switchboard-dev/switchboard"
 	"github.com/switchboard-dev/switchboard/bus"
 	"github.com/switchboard-dev/switchboard/cli"
 	"github.com/switchboard-dev/switchboard/internal/amqptest"
@@ -47,19 +49,24 @@ func TestDLQOnRabbitMQ(t *testing.T) {
 	consumed := map[string]string{} // body → Sb-Replayed
 	failedLast := make(chan struct{}, 10)
 	got := make(chan struct{}, 10)
-	if _, err := conn.Subscribe(ctx, topic, group, func(_ context.Context, d *bus.Delivery) error {
-		if strings.Contains(string(d.Body), "poison") && !fixed.Load() {
+	// A service, so that discovery announces its consumer group.
+	svc := switchboard.NewService(group, "1.0.0", switchboard.WithLogger(slog.New(slog.DiscardHandler)))
+	switchboard.Topic[json.RawMessage](topic).Subscribe(svc, group, func(ctx context.Context, ev json.RawMessage) error {
+		if strings.Contains(string(ev), "poison") && !fixed.Load() {
 			failedLast <- struct{}{}
 			return errors.New("order without an amount")
 		}
+		info, _ := switchboard.EventFrom(ctx)
 		mu.Lock()
-		consumed[string(d.Body)] = d.Header.Get(bus.HeaderReplayed)
+		consumed[string(ev)] = info.Header.Get(bus.HeaderReplayed)
 		mu.Unlock()
 		got <- struct{}{}
 		return nil
-	}, bus.SubscribeOptions{MaxAttempts: 1}); err != nil {
+	}, switchboard.MaxAttempts(1))
+	if err := svc.Start(ctx, conn); err != nil {
 		t.Fatal(err)
 	}
+	defer svc.Shutdown(context.Background())
 	for _, body := range []string{`{"n":1}`, `{"poison":true}`, `{"n":3}`} {
 		if code, _, stderr := run("--bus", busURL, "publish", topic, body); code != 0 {
 			t.Fatalf("publish: exit %d: %s", code, stderr)
@@ -77,12 +84,6 @@ func TestDLQOnRabbitMQ(t *testing.T) {
 	}
 	waitN(got, 2, "the good events")
 	waitN(failedLast, 1, "the poison event to fail")
-
-	// Listing places needs the management API on RabbitMQ: a clear error.
-	code, _, stderr := run("--bus", busURL, "dlq", "list", "-o", "json")
-	if code != cli.ExitFailed || !strings.Contains(stderr, "RabbitMQ cannot list queues over AMQP 0.9.1") || !strings.Contains(stderr, `"code":"Unimplemented"`) {
-		t.Errorf("dlq list without a place: exit %d, stderr %q; want 1 and the reason", code, stderr)
-	}
 
 	// The dead letter is published after the handler failed: wait for it.
 	var list struct {
@@ -111,7 +112,22 @@ func TestDLQOnRabbitMQ(t *testing.T) {
 	}
 	id := list.DeadLetters[0].ID
 
-	code, stdout, stderr := run("--bus", busURL, "dlq", "show", "--group", group, "--topic", topic, id)
+	// RabbitMQ cannot list its queues over AMQP: the places are those of
+	// the groups that running services announce, and the command says so.
+	code, stdout, stderr := run("--bus", busURL, "dlq", "list", "-o", "json")
+	var places cli.PlacesJSON
+	if err := json.Unmarshal([]byte(stdout), &places); code != 0 || err != nil {
+		t.Fatalf("dlq list without a place: exit %d, %v\n%s%s", code, err, stdout, stderr)
+	}
+	if want := (bus.DeadLetterPlace{Group: group, Topic: topic, Count: 1}); places.Source != "discovery" || len(places.Places) != 1 || places.Places[0] != want {
+		t.Errorf("dlq list without a place: %+v, want source discovery and %+v", places, want)
+	}
+	code, stdout, stderr = run("--bus", busURL, "dlq", "list")
+	if code != 0 || !strings.Contains(stderr, "running services announce") || !strings.Contains(stdout, group) {
+		t.Errorf("dlq list without a place: exit %d\n%s%s", code, stdout, stderr)
+	}
+
+	code, stdout, stderr = run("--bus", busURL, "dlq", "show", "--group", group, "--topic", topic, id)
 	if code != 0 || !strings.Contains(stdout, "Sb-Dead-Reason:") || !strings.Contains(stdout, `"poison": true`) {
 		t.Errorf("dlq show: exit %d\n%s%s", code, stdout, stderr)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/switchboard-dev/switchboard"
 	"github.com/switchboard-dev/switchboard/bus"
 )
 
@@ -19,6 +20,9 @@ type DLQListOptions struct {
 	Limit int
 	// Timeout bounds the work on the bus.
 	Timeout time.Duration
+	// Wait is how long to listen for running services where the broker
+	// cannot list its places.
+	Wait time.Duration
 }
 
 func newDLQListCmd(g *GlobalOptions) *cobra.Command {
@@ -37,7 +41,12 @@ later replay see the same dead letters. (On RabbitMQ, which cannot read a
 queue in place, each dead letter is taken and put back as an identical copy,
 confirmed before the original goes; see docs/protocol.md.)
 
-With -o json the output is {"places":[{"group","topic","count"}]} or
+RabbitMQ cannot list its queues over AMQP: there the places listed are
+those of the consumer groups that running services announce (they answer
+within --wait), and a stopped service's are named with --group and --topic.
+
+With -o json the output is {"places":[{"group","topic","count"}]} (with
+"source":"discovery" on RabbitMQ) or
 {"group","topic","count","dead_letters":[{"id","topic","attempts","reason",
 "dead_time",…}]}. A group or topic that has no dead-letter place ends with
 exit code 4.`,
@@ -51,6 +60,7 @@ exit code 4.`,
 	o.dlqFilters.flags(cmd)
 	cmd.Flags().IntVar(&o.Limit, "limit", 0, "list at most this many dead letters, the oldest (0: all)")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", dlqTimeout, "give up after this long")
+	cmd.Flags().DurationVar(&o.Wait, "wait", defaultWait, "on RabbitMQ, how long to wait for running services to announce their consumer groups")
 	return cmd
 }
 
@@ -75,12 +85,16 @@ func (o *DLQListOptions) Validate() error {
 	if o.Timeout <= 0 {
 		return usageErrorf("invalid --timeout %s: want a positive duration, e.g. 30s", o.Timeout)
 	}
-	return nil
+	return validateWait(o.Wait)
 }
 
 // PlacesJSON is what `dlq list -o json` prints without a place.
 type PlacesJSON struct {
 	Places []bus.DeadLetterPlace `json:"places"`
+	// Source is "discovery" when the broker cannot list its places
+	// (RabbitMQ over AMQP) and they are those of the consumer groups that
+	// running services announce; empty when the broker listed them.
+	Source string `json:"source,omitempty"`
 }
 
 // PlaceJSON is what `dlq list -o json` prints for one place.
@@ -114,7 +128,7 @@ func (o *DLQListOptions) Run(ctx context.Context) error {
 		}
 		return writeDeadLetters(o.IO.Out, ds)
 	}
-	all, err := conn.DeadLetterPlaces(ctx)
+	all, source, err := o.places(ctx, conn)
 	if err != nil {
 		return dlqError(err, &o.dlqPlace)
 	}
@@ -130,7 +144,10 @@ func (o *DLQListOptions) Run(ctx context.Context) error {
 			Hint:    "list every place with 'switchboard dlq list'"}
 	}
 	if o.JSON() {
-		return writeJSON(o.IO.Out, PlacesJSON{Places: places})
+		return writeJSON(o.IO.Out, PlacesJSON{Places: places, Source: source})
+	}
+	if source == sourceDiscovery {
+		fmt.Fprintf(o.IO.ErrOut, "%s cannot list its dead-letter places: these are those of the consumer groups that running services announce (name a stopped service's with --group and --topic)\n", conn.URL())
 	}
 	if len(places) == 0 {
 		fmt.Fprintf(o.IO.ErrOut, "no dead letters on %s\n", conn.URL())
@@ -142,6 +159,28 @@ func (o *DLQListOptions) Run(ctx context.Context) error {
 		fmt.Fprintf(tw, "%s\t%s\t%d\n", p.Group, p.Topic, p.Count)
 	}
 	return tw.Flush()
+}
+
+// sourceDiscovery is PlacesJSON.Source when the places are those of the
+// consumer groups of running services, the broker being unable to list them.
+const sourceDiscovery = "discovery"
+
+// places lists the dead-letter places on conn; where the broker cannot
+// list them (RabbitMQ over AMQP), those of the consumer groups that running
+// services announce, with source sourceDiscovery.
+func (o *DLQListOptions) places(ctx context.Context, conn *bus.Conn) ([]bus.DeadLetterPlace, string, error) {
+	all, err := conn.DeadLetterPlaces(ctx)
+	if bus.ErrorCode(err) != bus.Unimplemented {
+		return all, "", err
+	}
+	d := switchboard.NewDiscovery(conn)
+	defer d.Close()
+	insts, lerr := d.List(ctx, o.Wait)
+	if lerr != nil {
+		return nil, "", fmt.Errorf("list the consumer groups of running services: %w", lerr)
+	}
+	all, err = switchboard.KnownDeadLetterPlaces(ctx, conn, insts)
+	return all, sourceDiscovery, err
 }
 
 func describeSelection(group, topic string) string {

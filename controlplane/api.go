@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -399,34 +398,11 @@ func (cp *ControlPlane) apiDeadLetterPlaces(w http.ResponseWriter, r *http.Reque
 // knownPlaces counts the dead letters of every consumer group that running
 // services announce, leaving out the empty places.
 func (cp *ControlPlane) knownPlaces(ctx context.Context) ([]bus.DeadLetterPlace, error) {
-	seen := map[[2]string]bool{}
-	var out []bus.DeadLetterPlace
+	var insts []wire.InstanceInfo
 	for _, v := range cp.state.snapshot(time.Now()) {
-		for _, t := range v.Info.Subscribes {
-			k := [2]string{t.Group, t.Topic}
-			if t.Group == "" || seen[k] {
-				continue
-			}
-			seen[k] = true
-			ds, err := cp.conn.DeadLetters(ctx, t.Group, t.Topic, bus.DeadLetterFilter{})
-			if bus.ErrorCode(err) == bus.NotFound {
-				continue // not declared yet on the broker
-			}
-			if err != nil {
-				return nil, err
-			}
-			if len(ds) > 0 {
-				out = append(out, bus.DeadLetterPlace{Group: t.Group, Topic: t.Topic, Count: len(ds)})
-			}
-		}
+		insts = append(insts, v.Info)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Group != out[j].Group {
-			return out[i].Group < out[j].Group
-		}
-		return out[i].Topic < out[j].Topic
-	})
-	return out, nil
+	return switchboard.KnownDeadLetterPlaces(ctx, cp.conn, insts)
 }
 
 func (cp *ControlPlane) apiDeadLetters(w http.ResponseWriter, r *http.Request) error {
