@@ -130,14 +130,24 @@ func WithContentType(ct string) CallOption { return func(c *callConfig) { c.cont
 // shedding first).
 func WithPriority(p string) CallOption { return func(c *callConfig) { c.priority = p } }
 
+// callOptions applies opts. Apart from invoke, so that a call without
+// options does not allocate the configuration (options take its address).
+func callOptions(opts []CallOption) callConfig {
+	var cfg callConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return cfg
+}
+
 // invoke runs a typed call through the client middleware.
 func (c *Client) invoke(ctx context.Context, service, endpoint string, req, reply any, opts []CallOption) error {
 	if c.err != nil {
 		return c.err
 	}
 	var cfg callConfig
-	for _, o := range opts {
-		o(&cfg)
+	if len(opts) > 0 {
+		cfg = callOptions(opts)
 	}
 	if cfg.timeout > 0 {
 		var cancel context.CancelFunc
@@ -289,10 +299,7 @@ func (c *Client) CallJSON(ctx context.Context, service, endpoint string, body []
 		var v any
 		return nil, wire.Unmarshal(body, wire.ContentTypeJSON, &v)
 	}
-	var cfg callConfig
-	for _, o := range opts {
-		o(&cfg)
-	}
+	cfg := callOptions(opts)
 	timeout := c.timeout
 	if cfg.timeout > 0 {
 		timeout = cfg.timeout

@@ -16,6 +16,9 @@ type EndpointDef[Req, Rsp any] struct {
 	name    string
 	newReq  func() Req
 	newRsp  func() Rsp
+	// reqPtr and rspPtr say that Req and Rsp are pointer types: a fresh
+	// value is then itself what to decode into.
+	reqPtr, rspPtr bool
 }
 
 // Endpoint declares the contract of endpoint name on service. Req and Rsp are
@@ -28,7 +31,8 @@ func Endpoint[Req, Rsp any](service, name string) EndpointDef[Req, Rsp] {
 			panic(err)
 		}
 	}
-	return EndpointDef[Req, Rsp]{service: service, name: name, newReq: allocator[Req](), newRsp: allocator[Rsp]()}
+	return EndpointDef[Req, Rsp]{service: service, name: name, newReq: allocator[Req](), newRsp: allocator[Rsp](),
+		reqPtr: isPointer[Req](), rspPtr: isPointer[Rsp]()}
 }
 
 // Service returns the name of the service that serves the endpoint.
@@ -48,13 +52,10 @@ func allocator[T any]() func() T {
 	return func() T { var z T; return z }
 }
 
-// target returns what to decode into for a freshly allocated value.
-func target[T any](v *T) any {
-	if reflect.TypeFor[T]().Kind() == reflect.Pointer {
-		return *v
-	}
-	return v
-}
+// isPointer says whether T is a pointer type. A fresh value made by
+// allocator is then what to decode into; otherwise a pointer to it is, and
+// taking that pointer costs an allocation.
+func isPointer[T any]() bool { return reflect.TypeFor[T]().Kind() == reflect.Pointer }
 
 // EndpointOption tunes how a service serves an endpoint.
 type EndpointOption func(*endpointConfig)
@@ -103,7 +104,7 @@ func (e EndpointDef[Req, Rsp]) Handle(svc *Service, fn func(ctx context.Context,
 		info:        info,
 		maxInFlight: int64(cfg.maxInFlight),
 		expectP99:   cfg.expectP99,
-		newReq:      func() any { r := e.newReq(); return target(&r) },
+		newReq:      e.decodeReq,
 		handler: func(ctx context.Context, call *Call) (any, error) {
 			var req Req
 			if p, ok := call.Request.(*Req); ok {
@@ -116,11 +117,26 @@ func (e EndpointDef[Req, Rsp]) Handle(svc *Service, fn func(ctx context.Context,
 	})
 }
 
+// decodeReq returns a fresh request to decode into: a pointer to a new
+// value (the handler reads the request behind it).
+func (e EndpointDef[Req, Rsp]) decodeReq() any {
+	if e.reqPtr {
+		return e.newReq()
+	}
+	r := e.newReq()
+	return &r
+}
+
 // Call calls the endpoint through c (a *Client or a *Service, whose calls
 // carry its name as caller) and returns the decoded reply. Errors are *Error
 // values: branch on ErrorCode(err).
 func (e EndpointDef[Req, Rsp]) Call(ctx context.Context, c Caller, req Req, opts ...CallOption) (Rsp, error) {
-	rsp := e.newRsp()
-	err := c.client().invoke(ctx, e.service, e.name, req, target(&rsp), opts)
+	if e.rspPtr { // the fresh pointer is what to decode into
+		rsp := e.newRsp()
+		err := c.client().invoke(ctx, e.service, e.name, req, rsp, opts)
+		return rsp, err
+	}
+	var rsp Rsp
+	err := c.client().invoke(ctx, e.service, e.name, req, &rsp, opts)
 	return rsp, err
 }

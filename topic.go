@@ -16,6 +16,7 @@ import (
 type TopicDef[E any] struct {
 	name  string
 	newEv func() E
+	evPtr bool // E is a pointer type: a fresh event is what to decode into
 }
 
 // Topic declares the contract of the event topic name (dot-separated tokens,
@@ -25,7 +26,7 @@ func Topic[E any](name string) TopicDef[E] {
 	if err := validTopic(name); err != nil {
 		panic(err)
 	}
-	return TopicDef[E]{name: name, newEv: allocator[E]()}
+	return TopicDef[E]{name: name, newEv: allocator[E](), evPtr: isPointer[E]()}
 }
 
 func validTopic(name string) error {
@@ -185,8 +186,8 @@ func (t TopicDef[E]) Subscribe(svc *Service, group string, fn func(ctx context.C
 			if err != nil {
 				return err
 			}
-			ev := t.newEv()
-			if err := wire.Unmarshal(d.Body, meta.DataContentType, target(&ev)); err != nil {
+			ev, err := t.decode(d.Body, meta.DataContentType)
+			if err != nil {
 				return fmt.Errorf("switchboard: event %s %s: %w", t.name, meta.ID, err)
 			}
 			info := &EventInfo{Event: meta, Attempt: d.Attempt, Group: d.Group, Header: d.Header}
@@ -226,4 +227,15 @@ func (c *consumer) start(ctx context.Context, s *Service) error {
 	s.csubs = append(s.csubs, sub)
 	s.mu.Unlock()
 	return nil
+}
+
+// decode decodes an event body of content type ct into a fresh E.
+func (t TopicDef[E]) decode(body []byte, ct string) (E, error) {
+	if t.evPtr { // the fresh pointer is what to decode into
+		ev := t.newEv()
+		return ev, wire.Unmarshal(body, ct, ev)
+	}
+	var ev E
+	err := wire.Unmarshal(body, ct, &ev)
+	return ev, err
 }
