@@ -2,9 +2,11 @@ package controlplane_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -313,7 +315,13 @@ func TestDashboard(t *testing.T) {
 		text(`#trace-list tbody tr td:nth-child(2)`, &root),
 		screenshot("10-traces"),
 		click(`#trace-list tbody tr a`),
-		visible(`#sequence`),
+		visible(`#sequence`))
+	// Whether trips' three calls overlap in a given trace depends on how
+	// the machine scheduled their goroutines: draw one in which they did.
+	id := overlappingTrace(t, url)
+	step("trace sequence",
+		chromedp.Navigate(url+"#/trace/"+id),
+		waitJS(`document.querySelector('#sequence') !== null && document.querySelector('h1 code').textContent === '`+id+`'`),
 		// trips asks customers, pricing and dispatch at once: drawn as
 		// one parallel band, and dispatch's call to drivers after it.
 		waitJS(`document.querySelectorAll('#sequence line.call.parallel').length >= 3`),
@@ -341,6 +349,81 @@ func TestDashboard(t *testing.T) {
 		t.Errorf("the page of a stopped service says %q", gone)
 	}
 	fmt.Fprintf(os.Stderr, "dashboard test: %s, screenshots in %s\n", time.Since(start).Round(time.Millisecond), shots)
+}
+
+// overlappingTrace returns the id of a recent trace of trips.request_trip
+// in which trips' calls to customers, pricing and dispatch all overlap in
+// time, and dispatch's calls to drivers follow each other: what the
+// sequence diagram must draw as one parallel band and as sequential calls.
+// It looks through the traces the workload keeps making for up to 30 s.
+func overlappingTrace(t *testing.T, base string) string {
+	t.Helper()
+	get := func(path string, v any) error {
+		rsp, err := http.Get(strings.TrimSuffix(base, "/") + path)
+		if err != nil {
+			return err
+		}
+		defer rsp.Body.Close()
+		if rsp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", path, rsp.Status)
+		}
+		return json.NewDecoder(rsp.Body).Decode(v)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	seen := map[string]bool{}
+	for time.Now().Before(deadline) {
+		var recent tracestore.RecentReply
+		if err := get("/api/traces?endpoint=trips.request_trip&limit=50", &recent); err != nil {
+			t.Fatal(err)
+		}
+		for _, sum := range recent.Traces {
+			if seen[sum.TraceID] {
+				continue
+			}
+			seen[sum.TraceID] = true
+			var tr tracestore.Trace
+			if err := get("/api/traces/"+sum.TraceID, &tr); err != nil {
+				t.Fatal(err)
+			}
+			if drawsParallelAndSequential(tr.Spans) {
+				return sum.TraceID
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("none of %d traces of trips.request_trip has its three calls overlapping and dispatch's two in sequence", len(seen))
+	return ""
+}
+
+// drawsParallelAndSequential reports whether the client spans that the
+// trips.request_trip span makes include three that all overlap, and the
+// dispatch.match span's client spans two that do not.
+func drawsParallelAndSequential(spans []tracing.Span) bool {
+	children := func(service, name string) []tracing.Span {
+		var out []tracing.Span
+		for _, p := range spans {
+			if p.Kind != "server" || p.Service != service || !strings.HasSuffix(p.Name, name) {
+				continue
+			}
+			for _, c := range spans {
+				if c.Kind == "client" && c.ParentID == p.SpanID {
+					out = append(out, c)
+				}
+			}
+		}
+		return out
+	}
+	end := func(s tracing.Span) int64 { return s.StartNS + s.DurationNS }
+	calls := children("trips", "request_trip")
+	if len(calls) < 3 {
+		return false
+	}
+	latestStart, earliestEnd := int64(0), int64(1<<62)
+	for _, c := range calls[:3] {
+		latestStart, earliestEnd = max(latestStart, c.StartNS), min(earliestEnd, end(c))
+	}
+	drivers := children("dispatch", "match")
+	return latestStart < earliestEnd && len(drivers) >= 2 && end(drivers[0]) <= drivers[1].StartNS
 }
 
 // into runs a and stores its value in dst, as an action of no value.
