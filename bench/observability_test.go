@@ -39,9 +39,11 @@ type obsPart struct {
 // protections, bare and with each part of what app.Run installs, and all of
 // them together ("observed", as the observability table of `bench rpc`
 // runs it). The variants take turns in chunks of obsChunk calls, so that
-// the machine's drift between seconds falls on all of them alike, while
-// each chunk still pays for the garbage and background work (span batches,
-// health reports) its own variant makes. b.N is the number of calls per
+// the machine's drift between seconds falls on all of them alike. The
+// garbage collector's work for one chunk's garbage falls partly in the
+// next chunks, whichever variant's, so a variant that allocates more is
+// charged a little less than its share (the observability table of `bench
+// rpc`, with two sides, is the fuller figure). b.N is the number of calls per
 // variant. For each it reports the time per call (NAME-ns/call), as a
 // multiple of bare's (NAME-x-bare), the process's CPU time per call
 // (NAME-cpu-ns/call) and heap allocations per call (NAME-allocs/call):
@@ -132,8 +134,8 @@ func BenchmarkObservability(b *testing.B) {
 }
 
 // obsChunk is how many calls a variant of BenchmarkObservability makes in
-// a turn: about 15 ms here, long enough for its garbage to be collected
-// mostly within its own turns.
+// a turn: about 15 ms here, about as long as a garbage collection cycle of
+// this benchmark.
 const obsChunk = 500
 
 func benchBus(b *testing.B, ctx context.Context, e *env, name string) *bus.Conn {
