@@ -27,6 +27,7 @@ type consumer struct {
 	setup func(ch *amqp.Channel) (string, error)
 	// deliver handles a delivery. It is called from the consumer's
 	// goroutine, one at a time, never after Stop returned.
+	// deliver hands d over; it must not keep d, which pump reuses.
 	deliver func(ch *amqp.Channel, d *amqp.Delivery)
 
 	// Deliveries acknowledged on hand-over (Serve, see handedOver) but not
@@ -179,43 +180,49 @@ func (s *consumer) run(ds <-chan amqp.Delivery) {
 // pump delivers from ds until it closes (true) or Stop is called (false).
 // It looks one delivery ahead, so that a delivery knows whether another is
 // already waiting (see handedOver).
+//
+// The delivery handed to deliver lives in one variable reused for each
+// (deliver keeps no pointer to it), so that a delivery costs no
+// allocation of its own.
 func (s *consumer) pump(ch *amqp.Channel, ds <-chan amqp.Delivery) bool {
 	defer s.flushAcks(ch)
-	var next *amqp.Delivery
+	var d, next amqp.Delivery
+	ahead := false // next holds the delivery after d
 	for {
 		select {
 		case <-s.stop:
-			if next != nil {
+			if ahead {
 				_ = ch.Nack(next.DeliveryTag, false, true) // never handed over
 			}
 			return false
 		default:
 		}
-		d := next
-		if d == nil {
+		if ahead {
+			d = next
+		} else {
 			select {
 			case v, ok := <-ds:
 				if !ok {
 					return true
 				}
-				d = &v
+				d = v
 			case <-s.stop:
 				return false
 			}
 		}
-		next = nil
+		ahead = false
 		closed := false
 		select {
 		case v, ok := <-ds:
 			if ok {
-				next = &v
+				next, ahead = v, true
 			} else {
 				closed = true
 			}
 		default:
 		}
-		s.burst = next != nil
-		s.deliver(ch, d)
+		s.burst = ahead
+		s.deliver(ch, &d)
 		if closed {
 			return true
 		}

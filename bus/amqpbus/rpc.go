@@ -248,9 +248,9 @@ func (c *conn) Serve(ctx context.Context, subject, queue string, fn func(*driver
 	}
 	s.deliver = func(ch *amqp.Channel, d *amqp.Delivery) {
 		s.handedOver(ch, d)
-		replyTo, corr := d.ReplyTo, d.CorrelationId
-		fn(fromDelivery(d.RoutingKey, requestKind(d), d), func(ctx context.Context, rep *driver.Message) error {
-			return c.respond(ctx, d.RoutingKey, replyTo, corr, rep)
+		subject, replyTo, corr := d.RoutingKey, d.ReplyTo, d.CorrelationId // d is reused: copy what the reply needs
+		fn(fromDelivery(subject, requestKind(d), d), func(ctx context.Context, rep *driver.Message) error {
+			return c.respond(ctx, subject, replyTo, corr, rep)
 		})
 	}
 	return c.startConsumer(ctx, s)
