@@ -425,7 +425,9 @@ func (g *Generator) ride(ctx context.Context) {
 
 // fail counts an error. The first error of each kind is logged as a
 // warning, repeats only at debug level, so a broken dependency does not
-// flood the log.
+// flood the log. FailedPrecondition is a refusal the simulation expects
+// now and then (no driver free near a random pickup), not a fault: its
+// first is logged at info level.
 func (g *Generator) fail(op string, err error) {
 	code := switchboard.ErrorCode(err).String()
 	g.errs.Add(1)
@@ -435,7 +437,10 @@ func (g *Generator) fail(op string, err error) {
 	g.lastErr = op + ": " + err.Error()
 	g.mu.Unlock()
 	level := slog.LevelDebug
-	if first {
+	switch {
+	case first && code == switchboard.FailedPrecondition.String():
+		level = slog.LevelInfo
+	case first:
 		level = slog.LevelWarn
 	}
 	g.log.Log(context.Background(), level, "workload call failed", "op", op, "code", code, "err", err)
