@@ -130,9 +130,13 @@ func WithContentType(ct string) CallOption { return func(c *callConfig) { c.cont
 // shedding first).
 func WithPriority(p string) CallOption { return func(c *callConfig) { c.priority = p } }
 
-// callOptions applies opts. Apart from invoke, so that a call without
-// options does not allocate the configuration (options take its address).
+// callOptions applies opts. A call without options returns at once, so
+// that it does not allocate the configuration (options take its address,
+// which moves it to the heap).
 func callOptions(opts []CallOption) callConfig {
+	if len(opts) == 0 {
+		return callConfig{}
+	}
 	var cfg callConfig
 	for _, o := range opts {
 		o(&cfg)
@@ -145,10 +149,7 @@ func (c *Client) invoke(ctx context.Context, service, endpoint string, req, repl
 	if c.err != nil {
 		return c.err
 	}
-	var cfg callConfig
-	if len(opts) > 0 {
-		cfg = callOptions(opts)
-	}
+	cfg := callOptions(opts)
 	if cfg.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.timeout)
