@@ -453,45 +453,127 @@ type serveJob struct {
 // workerPool runs request handlers on reused goroutines: a request goes to
 // an idle worker if there is one, else to a new one, so concurrency is not
 // capped here (the SDK's bulkheads do that) while the common case avoids a
-// fresh goroutine and its stack growth per request. Idle workers exit after
-// workerIdle.
+// fresh goroutine and its stack growth per request.
+//
+// The idle worker that takes a request is the one that became idle last
+// (a stack, not a queue), so that after a burst has left many idle workers,
+// sequential requests keep going to the same one, whose stack is warm in
+// the cache, rather than around all of them; the others stay idle and exit
+// after workerIdle. A reaper, running only while workers are idle, makes
+// them exit, so that a request pays no timer of its own.
 type workerPool struct {
-	jobs chan serveJob
-	fn   func(serveJob)
-	done chan struct{}
-	once sync.Once
+	fn      func(serveJob)
+	idleFor time.Duration // workerIdle, but for tests
+
+	mu     sync.Mutex
+	idle   []*worker // the one idle longest first
+	tick   uint64    // reaper rounds so far
+	reaper *time.Timer
+	closed bool
 }
 
+// worker is an idle or busy worker goroutine: jobs hands it its next
+// request (one at a time, so the send never blocks) and is closed to make
+// it exit.
+type worker struct {
+	jobs chan serveJob
+	tick uint64 // the pool's tick when it became idle
+}
+
+// workerIdle is how long a worker stays idle before it exits (between
+// workerIdle and 1.5 times it: the reaper runs every workerIdle/2).
 const workerIdle = 10 * time.Second
 
-func newWorkerPool(fn func(serveJob)) *workerPool {
-	return &workerPool{jobs: make(chan serveJob), fn: fn, done: make(chan struct{})}
-}
+func newWorkerPool(fn func(serveJob)) *workerPool { return &workerPool{fn: fn, idleFor: workerIdle} }
 
 func (p *workerPool) run(j serveJob) {
-	select {
-	case p.jobs <- j:
-	default:
-		go p.worker(j)
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		w := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		w.jobs <- j
+		return
 	}
+	p.mu.Unlock()
+	go p.work(&worker{jobs: make(chan serveJob, 1)}, j)
 }
 
-func (p *workerPool) worker(j serveJob) {
-	p.fn(j)
-	idle := time.NewTimer(workerIdle)
-	defer idle.Stop()
+func (p *workerPool) work(w *worker, j serveJob) {
 	for {
-		select {
-		case j = <-p.jobs:
-			p.fn(j)
-			idle.Reset(workerIdle)
-		case <-idle.C:
+		p.fn(j)
+		if !p.park(w) {
 			return
-		case <-p.done:
+		}
+		var ok bool
+		if j, ok = <-w.jobs; !ok {
 			return
 		}
 	}
 }
 
+// park puts w on the idle stack; false means the pool is closed and w
+// should exit.
+func (p *workerPool) park(w *worker) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	w.tick = p.tick
+	p.idle = append(p.idle, w)
+	if p.reaper == nil {
+		p.reaper = time.AfterFunc(p.idleFor/2, p.reap)
+	}
+	return true
+}
+
+// reap makes the workers that have been idle for three reaper rounds (at
+// least idleFor) exit, and runs again while any worker is idle.
+func (p *workerPool) reap() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.reaper = nil
+	if p.closed {
+		return
+	}
+	p.tick++
+	n := 0
+	for n < len(p.idle) && p.tick-p.idle[n].tick >= 3 {
+		close(p.idle[n].jobs)
+		n++
+	}
+	rest := copy(p.idle, p.idle[n:])
+	clear(p.idle[rest:])
+	p.idle = p.idle[:rest]
+	if len(p.idle) > 0 {
+		p.reaper = time.AfterFunc(p.idleFor/2, p.reap)
+	}
+}
+
 // close lets idle workers exit; busy ones exit when their job ends.
-func (p *workerPool) close() { p.once.Do(func() { close(p.done) }) }
+func (p *workerPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.closed = true
+	if p.reaper != nil {
+		p.reaper.Stop()
+		p.reaper = nil
+	}
+	for _, w := range p.idle {
+		close(w.jobs)
+	}
+	clear(p.idle)
+	p.idle = nil
+}
+
+// idleWorkers returns how many workers are idle, for tests.
+func (p *workerPool) idleWorkers() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle)
+}
