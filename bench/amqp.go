@@ -90,6 +90,9 @@ type amqpEnv struct {
 	conns   []*amqp.Connection // the raw side's
 	buses   []*bus.Conn        // the Switchboard side's
 	queues  []string           // durable queues to delete
+	// exchanges are the raw side's exchanges to delete (the Switchboard
+	// side's are sbMsgExchange and sbEvtExchange).
+	exchanges []string
 }
 
 func (e *amqpEnv) sbPrefix() string      { return "sbbench." + e.id }
@@ -188,7 +191,7 @@ func (e *amqpEnv) close() {
 				ch, err = e.admin.Channel() // an error closed it
 			}
 		}
-		for _, x := range []string{e.sbMsgExchange(), e.sbEvtExchange()} {
+		for _, x := range append([]string{e.sbMsgExchange(), e.sbEvtExchange()}, e.exchanges...) {
 			if err != nil {
 				break
 			}
@@ -208,8 +211,8 @@ func (e *amqpEnv) report(kind, syncPolicy string) Report {
 }
 
 // runAMQP runs one kind of benchmark on RabbitMQ: cases measures them on
-// the broker.
-func runAMQP(cfg *Config, kind, syncPolicy string, notes []string, cases func(e *amqpEnv) ([]Case, error)) (Report, error) {
+// the broker into rep.
+func runAMQP(cfg *Config, kind, syncPolicy string, notes []string, cases func(e *amqpEnv, rep *Report) error) (Report, error) {
 	start := time.Now()
 	e, err := newAMQPEnv(cfg)
 	if err != nil {
@@ -218,7 +221,7 @@ func runAMQP(cfg *Config, kind, syncPolicy string, notes []string, cases func(e 
 	defer e.close()
 	rep := e.report(kind, syncPolicy)
 	rep.Notes, rep.Skipped = notes, []string{amqpSkipped}
-	if rep.Cases, err = cases(e); err != nil {
+	if err := cases(e, &rep); err != nil {
 		return rep, err
 	}
 	rep.finish(start)

@@ -29,6 +29,7 @@ func TestAMQPReportSmoke(t *testing.T) {
 	}
 	checkReport(t, rpc, "rpc", []string{"rpc_sequential_tcp", "rpc_1_caller_tcp", "rpc_4_callers_tcp"})
 	checkAMQPReport(t, rpc)
+	checkSameFeatures(t, rpc, []string{"rpc_sequential_same_features_tcp", "rpc_4_callers_same_features_tcp"})
 
 	ev, err := Events(ctx, cfg)
 	if err != nil {
@@ -72,6 +73,46 @@ func checkAMQPReport(t *testing.T, r Report) {
 		if c.WithinBudget != (c.P50Ratio <= MaxP50Ratio && c.ThroughputRatio >= MinThroughputRatio) {
 			t.Errorf("%s: within_budget %v does not follow from the ratios", c.Name, c.WithinBudget)
 		}
+	}
+}
+
+// checkSameFeatures checks the RPC report's comparison with raw using the
+// driver's AMQP features: the cases named, each side measured, the same
+// Switchboard wire figures as the main cases, a raw request that carries
+// an expiration (so more property bytes than the leanest raw's), and the
+// table and its verdict in the text.
+func checkSameFeatures(t *testing.T, r Report, names []string) {
+	t.Helper()
+	if len(r.SameFeatures) != len(names) {
+		t.Fatalf("same_features: %d cases, want %v", len(r.SameFeatures), names)
+	}
+	sane := func(v float64) bool { return v > 0 && !math.IsInf(v, 0) && !math.IsNaN(v) }
+	within := true
+	for i, c := range r.SameFeatures {
+		if c.Name != names[i] {
+			t.Errorf("same_features case %d is %q, want %q", i, c.Name, names[i])
+		}
+		if c.Raw.Ops == 0 || !sane(c.Raw.P50US) || !sane(c.Raw.ThroughputPerS) || c.Switchboard.Ops == 0 || !sane(c.Switchboard.P50US) {
+			t.Errorf("%s: figures %+v and %+v: want both sides measured", c.Name, c.Switchboard, c.Raw)
+		}
+		if math.Abs(c.P50Ratio-c.Switchboard.P50US/c.Raw.P50US) > 1e-9 {
+			t.Errorf("%s: p50 ratio %v is not Switchboard/raw of %v and %v", c.Name, c.P50Ratio, c.Switchboard.P50US, c.Raw.P50US)
+		}
+		if c.Switchboard.HeaderBytes != r.Cases[0].Switchboard.HeaderBytes {
+			t.Errorf("%s: Switchboard's request properties %d B, the main cases' %d B", c.Name, c.Switchboard.HeaderBytes, r.Cases[0].Switchboard.HeaderBytes)
+		}
+		if lean := r.Cases[0].Raw.HeaderBytes; c.Raw.HeaderBytes <= lean {
+			t.Errorf("%s: raw request properties %d B, not more than the leanest raw's %d B: the expiration is missing", c.Name, c.Raw.HeaderBytes, lean)
+		}
+		within = within && c.WithinBudget
+	}
+	if r.SameFeaturesWithinBudget != within {
+		t.Errorf("same_features_within_budget %v, cases say %v", r.SameFeaturesWithinBudget, within)
+	}
+	text := r.Text()
+	if v := r.SameFeaturesVerdict(); !strings.HasPrefix(v, "against raw with the same AMQP features") || !strings.Contains(text, v) ||
+		!strings.Contains(text, "same AMQP features: Switchboard") || !strings.Contains(text, names[0]) {
+		t.Errorf("the text lacks the same-features table or its verdict %q:\n%s", v, text)
 	}
 }
 
@@ -135,20 +176,21 @@ func amqpRPCBench(b *testing.B) *amqpRPCPair {
 
 // BenchmarkRPCAMQP is BenchmarkRPC on RabbitMQ (TCP): a sequential call
 // through Switchboard's amqpbus driver against raw amqp091-go with direct
-// reply-to, and raw_headers, raw carrying Switchboard's request and reply
-// headers:
+// reply-to; raw_headers is raw carrying Switchboard's request and reply
+// headers, raw_features raw doing on the broker what the driver does
+// (serveRawFeatures):
 //
 //	go test -run '^$' -bench AMQP ./bench/
 func BenchmarkRPCAMQP(b *testing.B) {
 	p := amqpRPCBench(b)
-	compare(b, p.callRaw, p.callSwitchboard, namedCall{"raw_headers", p.callRawHeaders})
+	compare(b, p.callRaw, p.callSwitchboard, namedCall{"raw_headers", p.callRawHeaders}, namedCall{"raw_features", p.callRawFeatures})
 }
 
 // BenchmarkRPCParallelAMQP is BenchmarkRPCParallel on RabbitMQ: 32
-// concurrent callers.
+// concurrent callers, with raw_features as in BenchmarkRPCAMQP.
 func BenchmarkRPCParallelAMQP(b *testing.B) {
 	p := amqpRPCBench(b)
-	compareParallel(b, p.callRaw, p.callSwitchboard)
+	compareConcurrent(b, 32, p.callRaw, p.callSwitchboard, namedCall{"raw_features", p.callRawFeatures})
 }
 
 // BenchmarkPublishAMQP is BenchmarkPublish on RabbitMQ: one confirmed

@@ -392,3 +392,34 @@ func TestObservabilityVerdict(t *testing.T) {
 		t.Errorf("verdict without observability cases %q, want none", v)
 	}
 }
+
+// TestSameFeaturesVerdict checks that the comparison with raw using the
+// driver's AMQP features is judged apart from the report's verdict, both
+// ways.
+func TestSameFeaturesVerdict(t *testing.T) {
+	r := Report{Cases: []Case{{Name: "a", P50Ratio: 1.30, ThroughputRatio: 0.70}}, SameFeatures: []Case{
+		{Name: "f1", P50Ratio: 1.06, ThroughputRatio: 0.97},
+		{Name: "f2", P50Ratio: 1.01, ThroughputRatio: 0.99},
+	}}
+	r.finish(time.Now())
+	if r.WithinBudget || !r.SameFeaturesWithinBudget {
+		t.Fatalf("flags: raw %v, same features %v; want over, within (judged apart)", r.WithinBudget, r.SameFeaturesWithinBudget)
+	}
+	if v := r.SameFeaturesVerdict(); v != "against raw with the same AMQP features (for information) WITHIN BUDGET (worst: f1: p50 latency 6.0% above raw+)" {
+		t.Errorf("verdict %q", v)
+	}
+	if v := r.Verdict(); !strings.HasPrefix(v, "OVER BUDGET") {
+		t.Errorf("the report's verdict %q: the same-features cases must not change it", v)
+	}
+	r.SameFeatures[1].ThroughputRatio = 0.85
+	r.finish(time.Now())
+	if r.SameFeaturesWithinBudget {
+		t.Fatal("same features within budget with a throughput ratio of 0.85")
+	}
+	if v := r.SameFeaturesVerdict(); !strings.Contains(v, "OVER BUDGET (worst: f2: throughput 15.0% below raw+; budget 10%)") {
+		t.Errorf("verdict %q", v)
+	}
+	if v := (&Report{}).SameFeaturesVerdict(); v != "" {
+		t.Errorf("verdict without same-features cases %q, want none", v)
+	}
+}

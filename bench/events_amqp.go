@@ -23,17 +23,18 @@ func eventsAMQP(ctx context.Context, cfg *Config) (Report, error) {
 		"throughput: messages published and then consumed and acknowledged (the clock stops when the consumer counted every event and its queue holds none ready; AMQP does not confirm acks, so the last ack may still be on its way); p50/p99: latency of one confirmed publish",
 		"allocs and cpu/op are the benchmark process's (publishers and consumers of both sides); the broker's own work is not in them",
 	}
-	return runAMQP(cfg, "events", amqpEventsSync, notes, func(e *amqpEnv) ([]Case, error) {
+	return runAMQP(cfg, "events", amqpEventsSync, notes, func(e *amqpEnv, rep *Report) error {
 		p, err := newAMQPEventsPair(ctx, e)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		defer p.close()
 		sbW, rawW, err := p.wireSizes(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("bench: measure headers: %w", err)
+			return fmt.Errorf("bench: measure headers: %w", err)
 		}
-		return eventsCases(ctx, cfg, TCP, "quorum queue", sbW, rawW, p.sides)
+		rep.Cases, err = eventsCases(ctx, cfg, TCP, "quorum queue", sbW, rawW, p.sides)
+		return err
 	})
 }
 

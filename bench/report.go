@@ -53,6 +53,16 @@ type Report struct {
 	ObservabilityRounds int `json:"observability_rounds,omitempty"`
 	// ObservabilityWithinBudget is true when every Observability case is.
 	ObservabilityWithinBudget bool `json:"observability_within_budget,omitempty"`
+	// SameFeatures compares, for RPC on RabbitMQ, the same Switchboard side
+	// against raw amqp091-go doing on the broker what the driver does
+	// (topic exchange, mandatory requests with an expiration, a shared
+	// queue with manual acks and prefetch): in these cases Raw is that side.
+	// It separates what Switchboard's own code costs from what its AMQP
+	// features cost the broker. They are judged against the same budget,
+	// for information: WithinBudget is the verdict, against the leanest raw.
+	SameFeatures []Case `json:"same_features,omitempty"`
+	// SameFeaturesWithinBudget is true when every SameFeatures case is.
+	SameFeaturesWithinBudget bool `json:"same_features_within_budget,omitempty"`
 	// Skipped lists what was not measured, and why.
 	Skipped []string `json:"skipped,omitempty"`
 	// Notes say what is compared with what.
@@ -153,38 +163,56 @@ func (r *Report) finish(start time.Time) {
 			r.WithinBudget = false
 		}
 	}
-	r.ObservabilityWithinBudget = len(r.Observability) > 0
-	for i := range r.Observability {
-		r.Observability[i].judge()
-		if !r.Observability[i].WithinBudget {
-			r.ObservabilityWithinBudget = false
-		}
-	}
+	r.ObservabilityWithinBudget = judgeAll(r.Observability)
+	r.SameFeaturesWithinBudget = judgeAll(r.SameFeatures)
 	r.Elapsed = time.Since(start).Round(time.Millisecond).String()
+}
+
+// judgeAll judges every case and reports whether there are some and all
+// are within budget.
+func judgeAll(cases []Case) bool {
+	within := len(cases) > 0
+	for i := range cases {
+		cases[i].judge()
+		within = within && cases[i].WithinBudget
+	}
+	return within
 }
 
 // ObservabilityVerdict says whether observability stays within budget,
 // naming the worst ratio; "" when it was not measured.
 func (r *Report) ObservabilityVerdict() string {
-	if len(r.Observability) == 0 {
+	return tableVerdict("observability", r.Observability, r.ObservabilityWithinBudget, "bare")
+}
+
+// SameFeaturesVerdict says whether Switchboard stays within budget of raw
+// amqp091-go with the driver's AMQP features, naming the worst ratio; ""
+// when it was not measured.
+func (r *Report) SameFeaturesVerdict() string {
+	return tableVerdict("against raw with the same AMQP features (for information)", r.SameFeatures, r.SameFeaturesWithinBudget, "raw+")
+}
+
+// tableVerdict is the verdict line of a table of cases compared with other.
+func tableVerdict(label string, cases []Case, within bool, other string) string {
+	if len(cases) == 0 {
 		return ""
 	}
 	worst, what := 0.0, ""
-	for _, c := range r.Observability {
+	for _, c := range cases {
 		if d := (c.P50Ratio - 1) * 100; d > worst {
-			worst, what = d, fmt.Sprintf("%s: p50 latency %.1f%% above bare", c.Name, d)
+			worst, what = d, fmt.Sprintf("%s: p50 latency %.1f%% above %s", c.Name, d, other)
 		}
 		if d := (1 - c.ThroughputRatio) * 100; d > worst {
-			worst, what = d, fmt.Sprintf("%s: throughput %.1f%% below bare", c.Name, d)
+			worst, what = d, fmt.Sprintf("%s: throughput %.1f%% below %s", c.Name, d, other)
 		}
 	}
-	if r.ObservabilityWithinBudget {
+	if within {
 		if what == "" {
-			return "observability WITHIN BUDGET: no case slower than bare"
+			return label + " WITHIN BUDGET: no case slower than " + other
 		}
-		return "observability WITHIN BUDGET (worst: " + what + ")"
+		return label + " WITHIN BUDGET (worst: " + what + ")"
 	}
-	return "observability OVER BUDGET (worst: " + what + "; budget 10%)"
+	return label + " OVER BUDGET (worst: " + what + "; budget 10%)"
 }
 
 // Excess describes how far one case is over budget.
@@ -286,9 +314,20 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		fmt.Fprintln(bw)
 	}
+	if len(r.SameFeatures) > 0 {
+		fmt.Fprintln(bw)
+		fmt.Fprintln(bw, "same AMQP features: Switchboard (\"sb\") against raw amqp091-go doing on the broker what the driver does (\"raw+\": topic exchange, mandatory requests with an expiration, a shared queue with manual acks and prefetch): what Switchboard's own code costs; for information, the verdict is against the leanest raw")
+		fmt.Fprintln(bw)
+		if err := writeCases(bw, r.SameFeatures, "raw+"); err != nil {
+			return err
+		}
+		fmt.Fprintln(bw)
+	}
 	fmt.Fprintf(bw, "elapsed:  %s\n", r.Elapsed)
-	if v := r.ObservabilityVerdict(); v != "" {
-		fmt.Fprintln(bw, v)
+	for _, v := range []string{r.ObservabilityVerdict(), r.SameFeaturesVerdict()} {
+		if v != "" {
+			fmt.Fprintln(bw, v)
+		}
 	}
 	fmt.Fprintln(bw, r.Verdict())
 	return bw.Flush()

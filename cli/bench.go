@@ -114,7 +114,12 @@ queue (without acks) that decodes, quotes, encodes and replies by direct
 reply-to (amq.rabbitmq.reply-to) with the correlation id, and callers that
 publish with reply_to and a correlation id, one channel each. The cases
 are those of TCP; in-process connections do not apply to RabbitMQ and the
-report says so.`,
+report says so. A second table, "same AMQP features", runs the same
+Switchboard side against raw amqp091-go doing on the broker what the
+driver does (a topic exchange, mandatory requests with an expiration, a
+shared queue with manual acks and prefetch): what Switchboard's own code
+costs apart from its AMQP features, for information (the verdict is the
+one against the leanest raw).`,
 		Example: `  switchboard bench rpc
   switchboard bench rpc --duration 10s --requests 20000
   switchboard bench rpc --tcp-only --bus nats://127.0.0.1:4222
