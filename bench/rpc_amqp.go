@@ -101,9 +101,10 @@ func newAMQPRPCPair(ctx context.Context, e *amqpEnv) (*amqpRPCPair, error) {
 	if err := p.serveRawFeatures(rawSrv, "sb.rpc."+e.service()+"-raw.*"); err != nil {
 		return nil, err
 	}
+	nf := 0 // each pool opens one caller at a time, but the two pools may at once
 	p.featCallers = newReuse(func() (*amqpCaller, error) {
-		n++
-		return newAMQPCaller(rawCli, "f"+strconv.Itoa(n)+"-", true)
+		nf++
+		return newAMQPCaller(rawCli, "f"+strconv.Itoa(nf)+"-", true)
 	})
 	if err := p.measureWire(ctx); err != nil {
 		return nil, fmt.Errorf("bench: measure headers: %w", err)
