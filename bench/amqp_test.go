@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-dev/switchboard/internal/amqptest"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/goleak"
+
+	"github.com/switchboard-dev/switchboard/internal/amqptest"
 )
 
 // TestAMQPReportSmoke runs both benchmarks against the machine's RabbitMQ
@@ -116,6 +118,37 @@ func checkSameFeatures(t *testing.T, r Report, names []string) {
 	}
 }
 
+// TestRawFeaturesCallersPublishMandatory checks that the raw side with the
+// driver's features does what the driver does with a request nothing
+// serves: the broker returns it and the call fails at once, instead of
+// waiting for callTimeout.
+func TestRawFeaturesCallersPublishMandatory(t *testing.T) {
+	ctx, e := amqpBenchEnv(t)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	p, err := newAMQPRPCPair(ctx, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	if err := p.callRawFeatures(ctx, 1); err != nil {
+		t.Fatalf("a call to the raw responder with the driver's features: %v", err)
+	}
+	c, err := p.featCallers.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.featCallers.put(c)
+	start := time.Now()
+	_, err = c.call(ctx, p.featX, "sb.rpc.nobody.quote", amqp.Publishing{Expiration: featExpiration, Body: []byte("{}")})
+	if err == nil || !strings.Contains(err.Error(), "returned by the broker") {
+		t.Fatalf("a request nothing serves: %v, want it returned by the broker", err)
+	}
+	if d := time.Since(start); d >= callTimeout {
+		t.Errorf("the returned request failed after %s, the call timeout: not at once", d)
+	}
+}
+
 func TestCheckBusURL(t *testing.T) {
 	for _, tc := range []struct {
 		name, url, err string
@@ -148,8 +181,8 @@ func TestCheckBusURL(t *testing.T) {
 	}
 }
 
-// amqpBenchEnv connects to the machine's RabbitMQ for a benchmark.
-func amqpBenchEnv(b *testing.B) (context.Context, *amqpEnv) {
+// amqpBenchEnv connects to the machine's RabbitMQ for a benchmark or test.
+func amqpBenchEnv(b testing.TB) (context.Context, *amqpEnv) {
 	b.Helper()
 	cfg := Config{BusURL: amqptest.URL(b)}
 	if err := cfg.defaults(); err != nil {

@@ -29,7 +29,7 @@ func rpcAMQP(ctx context.Context, cfg *Config) (Report, error) {
 		"allocs and cpu/op are the benchmark process's (callers and responders of both sides); the broker's own work, the same for both, is not in them",
 		"same AMQP features table (-o json: \"same_features\", that raw side under \"raw\"): the same Switchboard side against raw amqp091-go doing what the driver does on the broker: a mandatory request with an expiration through a topic exchange of its own to a shared classic queue bound with a pattern, consumed with manual acks (each request acknowledged before it is handled) and prefetch 128, mandatory returns watched by the caller; what Switchboard's own code costs, apart from what its AMQP features cost the broker. The budget verdict is the one against the leanest raw above",
 	}
-	return runAMQP(cfg, "rpc", "not applicable: requests and replies are transient and unconfirmed on both sides", notes, func(e *amqpEnv, rep *Report) (err error) {
+	return runAMQP(cfg, "rpc", "not applicable: requests and replies are transient and unconfirmed on both sides", notes, func(e *amqpEnv, rep *Report) error {
 		p, err := newAMQPRPCPair(ctx, e)
 		if err != nil {
 			return err
@@ -128,10 +128,21 @@ func (p *amqpRPCPair) serveRaw(ac *amqp.Connection, queue string, replyHeaders a
 	if err != nil {
 		return fmt.Errorf("bench: raw responder: consume %s: %w", queue, err)
 	}
+	p.answerRaw(ch, ds, false, replyHeaders)
+	return nil
+}
+
+// answerRaw answers the requests of ds on ch, on a goroutine of its own,
+// with replyHeaders on every reply; with ack, it acknowledges each request
+// before handling it.
+func (p *amqpRPCPair) answerRaw(ch *amqp.Channel, ds <-chan amqp.Delivery, ack bool, replyHeaders amqp.Table) {
 	p.served.Add(1)
 	go func() {
 		defer p.served.Done()
 		for d := range ds {
+			if ack {
+				_ = d.Ack(false)
+			}
 			b, err := answer(d.Body)
 			if err != nil {
 				b = malformed
@@ -139,7 +150,6 @@ func (p *amqpRPCPair) serveRaw(ac *amqp.Connection, queue string, replyHeaders a
 			_ = ch.Publish("", d.ReplyTo, false, false, amqp.Publishing{CorrelationId: d.CorrelationId, Headers: replyHeaders, Body: b})
 		}
 	}()
-	return nil
 }
 
 // serveRawFeatures answers raw requests the way the driver serves them, with
@@ -172,18 +182,7 @@ func (p *amqpRPCPair) serveRawFeatures(ac *amqp.Connection, pattern string) erro
 	if err != nil {
 		return fmt.Errorf("bench: raw responder: consume %s: %w", p.featQueue, err)
 	}
-	p.served.Add(1)
-	go func() {
-		defer p.served.Done()
-		for d := range ds {
-			_ = d.Ack(false)
-			b, err := answer(d.Body)
-			if err != nil {
-				b = malformed
-			}
-			_ = ch.Publish("", d.ReplyTo, false, false, amqp.Publishing{CorrelationId: d.CorrelationId, Body: b})
-		}
-	}()
+	p.answerRaw(ch, ds, true, nil)
 	return nil
 }
 
